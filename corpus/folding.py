@@ -1,0 +1,67 @@
+"""Length-preserving text folding for matching (never for display).
+
+``fold(text)[i]`` always corresponds to ``text[i]``: the index and the highlighter map match
+positions in folded text straight back to offsets in the original text.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import opencc
+
+# Full-width ASCII forms (！ .. ～) -> ASCII, ideographic space -> space. Chinese punctuation
+# such as 。，、「」 is deliberately left alone: it is not a width variant of anything.
+_WIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_WIDTH_TABLE[0x3000] = 0x20
+
+# OpenCC works phrase by phrase; lines (and, on a length change, clauses) are the units we
+# convert so that a length change stays local and the rest of the text keeps phrase context.
+_LINE = re.compile(r"[^\n]*\n|[^\n]+")
+_CLAUSE = re.compile(r"[^\s。，、；：！？,.;:!?()（）《》“”\"']+|.", re.S)
+
+
+@lru_cache(maxsize=1)
+def _converter() -> opencc.OpenCC:
+    """Built once: loading the OpenCC dictionaries costs far more than converting."""
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=65536)
+def _char_t2s(ch: str) -> str:
+    out = _converter().convert(ch)
+    return out if len(out) == 1 else ch
+
+
+def _t2s_same_length(segment: str) -> str:
+    """Phrase-level conversion; char-by-char where the phrase result changes the length."""
+    out = _converter().convert(segment)
+    if len(out) == len(segment):
+        return out
+    parts = []
+    for clause in _CLAUSE.findall(segment):
+        converted = _converter().convert(clause)
+        if len(converted) != len(clause):
+            converted = "".join(_char_t2s(ch) for ch in clause)
+        parts.append(converted)
+    return "".join(parts)
+
+
+def _lower_same_length(text: str) -> str:
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    # A few characters (e.g. 'İ') lower to two code points: keep those as they are.
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+
+
+def fold(text: str) -> str:
+    """Traditional->Simplified, full-width->half-width, lowercase; same length as ``text``."""
+    if not text:
+        return text
+    # Line by line so that a length-changing phrase can never be masked by another one
+    # elsewhere in the text that changes the length the other way.
+    converted = "".join(_t2s_same_length(line) for line in _LINE.findall(text))
+    result = _lower_same_length(converted.translate(_WIDTH_TABLE))
+    assert len(result) == len(text)
+    return result

@@ -1,0 +1,45 @@
+"""Records shared by the corpus pipeline, the index and the answerer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Document:
+    """One source document. ``text`` is the original text every offset refers to.
+
+    For .txt/.md it is the decoded file; for .html/.pdf/.docx it is the text extracted from the
+    file, stored in the index so citations can be shown without the source file.
+    """
+
+    doc_id: str
+    source: str
+    title: str
+    text: str
+    sha256: str
+    format: str
+    encoding: str = "utf-8"
+    date: str | None = None
+    doc_number: str | None = None
+    size: int = 0
+    added: str = ""
+
+
+@dataclass
+class Chunk:
+    """A retrievable passage: ``text == document.text[start:end]`` always holds."""
+
+    chunk_id: str
+    doc_id: str
+    start: int
+    end: int
+    text: str
+    heading: str = ""
+
+
+@dataclass
+class PreparedDocument:
+    """A document and its chunks, ready to be indexed."""
+
+    document: Document
+    chunks: list[Chunk] = field(default_factory=list)

@@ -1,0 +1,182 @@
+"""On-disk knowledge base: documents, chunks, vectors and both indexes, written atomically.
+
+Every write builds a complete new *generation* folder and then swaps the one-line ``CURRENT``
+pointer with ``os.replace``. Readers only ever open the generation ``CURRENT`` names, so a crash,
+a kill or a failed ingest at any point leaves the previous knowledge base usable; leftovers of an
+interrupted write are swept by the next writer (writers hold a file lock).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+
+from corpus.records import Chunk, Document
+from index.dense import DenseIndex
+from index.lexical import LexicalIndex
+
+FORMAT_VERSION = 1
+POINTER = "CURRENT"
+
+
+class KnowledgeBaseError(RuntimeError):
+    """A knowledge base that cannot be opened as asked (missing, damaged or built differently)."""
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Everything that changes what is stored; opening with different values needs a reindex."""
+
+    model: str
+    dimension: int
+    fold_version: str
+    tokenizer_version: str
+    chunk_size: int
+    chunk_overlap: int
+    embed_template: str
+    format_version: int = FORMAT_VERSION
+
+    def differences(self, other: "IndexSettings") -> list[str]:
+        return [
+            f"{f.name}: index has {getattr(self, f.name)!r}, asked for {getattr(other, f.name)!r}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+
+@dataclass
+class Snapshot:
+    """One generation of the knowledge base, loaded into memory."""
+
+    settings: IndexSettings
+    documents: dict[str, Document]
+    chunks: list[Chunk]
+    embeddings: np.ndarray
+    dense: DenseIndex
+    lexical: LexicalIndex
+    generation: str
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        return [c for c in self.chunks if c.doc_id == doc_id]
+
+
+class KnowledgeBaseStore:
+    """A knowledge-base folder. Reads are lock-free; writes take ``write.lock``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    # -- reading ---------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return (self.root / POINTER).is_file()
+
+    def current_generation(self) -> Path:
+        pointer = self.root / POINTER
+        if not pointer.is_file():
+            raise KnowledgeBaseError(f"{self.root}: no knowledge base here (run `wendao ingest PATH --kb {self.root}`)")
+        folder = self.root / pointer.read_text(encoding="utf-8").strip()
+        if not (folder / "manifest.json").is_file():
+            raise KnowledgeBaseError(f"{folder}: knowledge base generation is missing its manifest; run `wendao reindex --kb {self.root}`")
+        return folder
+
+    def read_settings(self) -> IndexSettings:
+        manifest = json.loads((self.current_generation() / "manifest.json").read_text(encoding="utf-8"))
+        return IndexSettings(**manifest["settings"])
+
+    def load(self) -> Snapshot:
+        folder = self.current_generation()
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        settings = IndexSettings(**manifest["settings"])
+        documents = {d["doc_id"]: Document(**d) for d in _read_jsonl(folder / "documents.jsonl")}
+        chunks = [Chunk(**c) for c in _read_jsonl(folder / "chunks.jsonl")]
+        embeddings = np.load(folder / "embeddings.npy")
+        if len(embeddings) != len(chunks):
+            raise KnowledgeBaseError(f"{folder}: {len(chunks)} chunks but {len(embeddings)} vectors; run `wendao reindex --kb {self.root}`")
+        return Snapshot(
+            settings=settings,
+            documents=documents,
+            chunks=chunks,
+            embeddings=embeddings,
+            dense=DenseIndex.load(folder / "dense.faiss"),
+            lexical=LexicalIndex.load(folder / "lexical", len(chunks)),
+            generation=folder.name,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+    def lock(self, timeout: float = 600) -> FileLock:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / "write.lock"), timeout=timeout)
+
+    def write(
+        self,
+        settings: IndexSettings,
+        documents: dict[str, Document],
+        chunks: list[Chunk],
+        embeddings: np.ndarray,
+        token_lists: list[list[str]],
+    ) -> str:
+        """Write a complete generation and make it current. Caller holds ``lock()``."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
+        staging = self.root / f".staging-{name}"
+        staging.mkdir()
+        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(chunks), settings.dimension)
+        _write_jsonl(staging / "documents.jsonl", (asdict(d) for d in documents.values()))
+        _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
+        np.save(staging / "embeddings.npy", embeddings)
+        DenseIndex.build(embeddings, settings.dimension).save(staging / "dense.faiss")
+        LexicalIndex.build(token_lists).save(staging / "lexical")
+        manifest = {
+            "settings": asdict(settings),
+            "documents": len(documents),
+            "chunks": len(chunks),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+        _fsync_tree(staging)
+        staging.rename(self.root / name)
+        tmp_pointer = self.root / f".{POINTER}.{os.getpid()}.tmp"
+        tmp_pointer.write_text(name + "\n", encoding="utf-8")
+        _fsync_file(tmp_pointer)
+        os.replace(tmp_pointer, self.root / POINTER)
+        self._sweep(keep={name})
+        return name
+
+    def _sweep(self, keep: set[str]) -> None:
+        """Remove interrupted staging folders and all but the newest two generations.
+
+        The previous generation is kept so a reader that opened it a moment ago can finish.
+        """
+        generations = sorted(p for p in self.root.glob("gen-*") if p.is_dir())
+        keep = keep | {p.name for p in generations[-2:]}
+        for path in [*self.root.glob(".staging-*"), *generations]:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            _fsync_file(path)

@@ -1,0 +1,254 @@
+"""The ``wendao`` command line: ingest, search, ask, evaluate, serve."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from corpus.errors import IngestError
+from index.ingest import IngestReport
+from index.store import KnowledgeBaseError
+from qa.cli_model import model_app
+from qa.output import answer_json, search_json
+from qa.retrieve import MODES, QueryError
+from qa.service import Wendao
+
+app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every answer cited to its passage.", no_args_is_help=True)
+app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
+console = Console()
+errors = Console(stderr=True)
+
+KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (default: $WENDAO_KB or the user data folder).")
+ModelOption = typer.Option(None, "--model", help="sentence-transformers model name or folder (default: the knowledge base's, else multilingual-e5-small).")
+JsonOption = typer.Option(False, "--json", help="Print JSON instead of text.")
+QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
+
+
+def _service(kb: Optional[Path], model: Optional[str]) -> Wendao:
+    return Wendao(kb_dir=kb, model=model)
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    """Known failures become one clear line and exit status 2, not a traceback."""
+    try:
+        yield
+    except (QueryError, KnowledgeBaseError, IngestError, FileNotFoundError, ValueError) as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2)
+    except RuntimeError as error:  # ModelNotFoundError and friends carry their own fix
+        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2)
+
+
+@contextmanager
+def _progress_bar(enabled: bool = True):
+    """A rich progress bar fed by the ingest callback (stage, done, total)."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors, transient=True) as bar:
+        tasks: dict[str, int] = {}
+        labels = {"read": "读取文档 reading", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _print_report(report: IngestReport) -> None:
+    table = Table(title=f"{report.documents} documents, {report.chunks} chunks ({report.seconds:.1f} s)")
+    for column in ("status", "doc_id", "chunks", "source / reason"):
+        table.add_column(column)
+    colours = {"failed": "red", "unchanged": "dim", "removed": "yellow"}
+    for result in report.results:
+        colour = colours.get(result.status, "green")
+        table.add_row(f"[{colour}]{result.status}[/]", result.doc_id, str(result.chunks), result.reason or result.source)
+    console.print(table)
+
+
+def _read_queries(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("question", row.get("text")), str):
+            raise ValueError(f'{path}:{number}: expected an object with a "question" string')
+        rows.append(row)
+    return rows
+
+
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf .docx)."),
+    kb: Optional[Path] = KbOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Add or update documents; unchanged files are skipped, failures are listed and the rest go on."""
+    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        report = _service(kb, model).ingest(paths, progress)
+    _print_report(report)
+    if report.failed and len(report.failed) == len(report.results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[Path] = KbOption) -> None:
+    """Delete documents and their chunks from the knowledge base."""
+    with _friendly_errors():
+        _print_report(_service(kb, None).remove(doc_ids))
+
+
+@app.command()
+def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption) -> None:
+    """Re-chunk and re-embed every document with the current settings (and --model)."""
+    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        service = _service(kb, model)
+        service.ensure_built()
+        report = service.reindex(progress)
+    _print_report(report)
+
+
+@app.command()
+def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
+    """List the documents in the knowledge base."""
+    with _friendly_errors():
+        snapshot = _service(kb, None).snapshot()
+    counts: dict[str, int] = {}
+    for chunk in snapshot.chunks:
+        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+    rows = [
+        {"doc_id": d.doc_id, "title": d.title, "date": d.date, "doc_number": d.doc_number,
+         "chunks": counts.get(d.doc_id, 0), "size": d.size, "added": d.added, "source": d.source}
+        for d in snapshot.documents.values()
+    ]
+    if as_json:
+        console.print_json(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table()
+    for column in ("doc_id", "title", "date", "doc_number", "chunks"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c] or "") for c in ("doc_id", "title", "date", "doc_number", "chunks")))
+    console.print(table)
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="Question or keywords."),
+    mode: str = typer.Option("hybrid", "--mode", help="hybrid | dense | lexical"),
+    k: int = typer.Option(5, "-k", help="How many passages."),
+    doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only search these document ids."),
+    as_json: bool = JsonOption,
+    queries: Optional[Path] = QueriesOption,
+    kb: Optional[Path] = KbOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Ranked passages with their dense and lexical scores."""
+    with _friendly_errors():
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        service = _service(kb, model)
+        if queries:
+            for row in _read_queries(queries):
+                text = row.get("question", row.get("text"))
+                hits, _ = service.search(text, mode=mode, k=k, doc_ids=set(doc or []))
+                print(json.dumps({"id": row.get("id", row.get("_id")), **search_json(text, mode, hits)}, ensure_ascii=False))
+            return
+        if query is None:
+            raise QueryError("give a QUERY or --queries FILE")
+        hits, plan = service.search(query, mode=mode, k=k, doc_ids=set(doc or []))
+    if as_json:
+        print(json.dumps(search_json(plan.text, mode, hits), ensure_ascii=False, indent=1))
+        return
+    for hit in hits:
+        scores = " ".join(f"{n}={v:.3f}" for n, v in (("dense", hit.dense), ("lexical", hit.lexical)) if v is not None)
+        console.print(f"[bold]{hit.rank}.[/] {hit.document.title}  [dim]{hit.chunk.heading}[/]  score={hit.score:.3f} {scores}")
+        console.print(f"   [dim]{hit.chunk.doc_id} [{hit.chunk.start}:{hit.chunk.end}][/]")
+        console.print("   " + hit.chunk.text.replace("\n", " ")[:300], highlight=False)
+
+
+@app.command()
+def ask(
+    question: Optional[str] = typer.Argument(None, help="A question in Chinese (Simplified or Traditional)."),
+    as_json: bool = JsonOption,
+    queries: Optional[Path] = QueriesOption,
+    kb: Optional[Path] = KbOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Answer from the documents: 1–3 sentences, each cited [n] to its passage."""
+    with _friendly_errors():
+        service = _service(kb, model)
+        if queries:
+            for row in _read_queries(queries):
+                answer = service.ask(row.get("question", row.get("text")))
+                print(json.dumps({"id": row.get("id", row.get("_id")), **answer_json(answer)}, ensure_ascii=False))
+            return
+        if question is None:
+            raise QueryError("give a QUESTION or --queries FILE")
+        answer = service.ask(question)
+    if as_json:
+        print(json.dumps(answer_json(answer), ensure_ascii=False, indent=1))
+        return
+    if answer.abstained:
+        console.print(f"[yellow]文档中没有找到可靠的答案 (no reliable answer in the documents; confidence {answer.confidence:.2f}).[/]")
+        return
+    console.print(f"[bold]{answer.text}[/]", highlight=False)
+    for citation in answer.citations:
+        hit = citation.hit
+        where = " > ".join(p for p in (hit.document.title, hit.chunk.heading) if p)
+        console.print(f"[cyan][{citation.n}][/] {where}  [dim]{hit.chunk.doc_id} [{hit.chunk.start}:{hit.chunk.end}] score={hit.score:.3f}[/]", highlight=False)
+    console.print(f"[dim]confidence {answer.confidence:.2f} · {answer.timings_ms.get('total', 0):.0f} ms[/]")
+
+
+@app.command("eval")
+def evaluate(
+    queries: Path = typer.Argument(..., help="JSONL with answers or relevant doc ids, or a BEIR folder."),
+    kb: Optional[Path] = KbOption,
+    modes: str = typer.Option("lexical,dense,hybrid", "--modes", help="Comma-separated retrieval modes."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
+    as_json: bool = JsonOption,
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, abstention."""
+    from qa.evaluate import evaluate_file, render_table
+
+    with _friendly_errors():
+        report = evaluate_file(queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=not as_json)
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+    else:
+        console.print(render_table(report))
+
+
+@app.command()
+def serve(
+    kb: Optional[Path] = KbOption,
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(7860, "--port"),
+    model: Optional[str] = ModelOption,
+) -> None:
+    """Start the web app (Gradio), offline."""
+    from ui.app import launch
+
+    with _friendly_errors():
+        launch(_service(kb, model), host=host, port=port)
+
+
+if __name__ == "__main__":
+    app()

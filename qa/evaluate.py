@@ -1,0 +1,236 @@
+"""Retrieval and answer evaluation on query files or BEIR folders, modes side by side.
+
+Two kinds of gold are supported, so any chunking can be compared fairly:
+- ``answers``: a retrieved chunk is relevant when it contains a gold string after folding;
+- ``relevant`` (or BEIR qrels): document ids; a document ranks where its best chunk ranks.
+Metrics come from ranx. Questions marked ``"off_topic": true`` measure abstention instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from platformdirs import user_cache_dir
+
+from corpus.folding import fold
+from corpus.pipeline import prepare_text
+from qa.retrieve import QueryPlan, SearchHit
+from qa.service import Wendao
+
+RANKED = 100  # chunks retrieved per query for the metrics
+METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "hit_rate@5")
+
+
+@dataclass
+class EvalQuery:
+    id: str
+    question: str
+    answers: list[str] = field(default_factory=list)
+    relevant: list[str] = field(default_factory=list)
+    off_topic: bool = False
+
+
+@dataclass
+class Failure:
+    """An on-topic question whose gold was not in the top 5, with what came back instead."""
+
+    id: str
+    question: str
+    mode: str
+    gold: list[str]
+    retrieved: list[str]
+
+
+@dataclass
+class EvalReport:
+    queries: int
+    off_topic: int
+    results: dict[str, dict[str, float]]
+    failures: list[Failure] = field(default_factory=list)
+    knowledge_base: str = ""
+
+    def to_json(self) -> dict:
+        return {"queries": self.queries, "off_topic": self.off_topic, "results": self.results}
+
+
+def load_queries(path: Path) -> list[EvalQuery]:
+    """A JSONL file of {"id","question", "answers"|"relevant"|"off_topic"}; errors name the line."""
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        question = row.get("question") if isinstance(row, dict) else None
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f'{path}:{number}: missing "question" text')
+        answers, relevant = row.get("answers") or [], row.get("relevant") or []
+        if not (answers or relevant or row.get("off_topic")):
+            raise ValueError(f'{path}:{number}: needs "answers", "relevant" or "off_topic": true')
+        rows.append(EvalQuery(str(row.get("id", number)), question, list(answers), list(relevant), bool(row.get("off_topic"))))
+    if not rows:
+        raise ValueError(f"{path}: no queries")
+    return rows
+
+
+def load_beir(folder: Path) -> tuple[list[dict], list[EvalQuery]]:
+    """corpus.jsonl + queries.jsonl + qrels.tsv (+ answers.jsonl when present)."""
+    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder}: not a BEIR folder (missing {name})")
+    corpus = [json.loads(l) for l in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    relevant: dict[str, list[str]] = {}
+    for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        query_id, doc_id, score = line.split("\t")[:3]
+        if float(score) > 0:
+            relevant.setdefault(query_id, []).append(doc_id)
+    answers: dict[str, list[str]] = {}
+    if (folder / "answers.jsonl").is_file():
+        for line in (folder / "answers.jsonl").read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("extractive", True):
+                answers[row["_id"]] = row["answers"]
+    queries = []
+    for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row["_id"] in relevant:
+            queries.append(EvalQuery(row["_id"], row["text"], answers.get(row["_id"], []), relevant[row["_id"]]))
+    return corpus, queries
+
+
+def beir_kb_dir(folder: Path, chunk_size: int, model: str) -> Path:
+    """A cache folder per corpus file content and settings, so a set is embedded only once."""
+    digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
+    digest.update(f"{chunk_size}|{model}".encode())
+    return Path(user_cache_dir("wendao")) / "eval" / f"{folder.name}-{digest.hexdigest()[:16]}"
+
+
+def build_beir_kb(service: Wendao, corpus: list[dict], progress: bool = False) -> None:
+    if service.store.exists():
+        return
+    prepared = [
+        prepare_text(row["text"], row["_id"], row["_id"], service.chunking, title=row.get("title") or None)
+        for row in corpus
+    ]
+    service.ingestor().ingest_prepared(prepared, progress=_tqdm_progress() if progress else None)
+
+
+def evaluate_file(
+    path: Path,
+    kb_dir: Path | None = None,
+    model: str | None = None,
+    modes: list[str] | None = None,
+    limit: int | None = None,
+    progress: bool = False,
+) -> EvalReport:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such query file or folder")
+    if path.is_dir():
+        corpus, queries = load_beir(path)
+        service = Wendao(kb_dir=kb_dir or beir_kb_dir(path, 300, model or "multilingual-e5-small"), model=model)
+        build_beir_kb(service, corpus, progress)
+    else:
+        queries = load_queries(path)
+        service = Wendao(kb_dir=kb_dir, model=model)
+    return evaluate(service, queries[:limit] if limit else queries, modes or ["lexical", "dense", "hybrid"], _tqdm_progress() if progress else None)
+
+
+def evaluate(
+    service: Wendao,
+    queries: list[EvalQuery],
+    modes: list[str],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EvalReport:
+    from ranx import Qrels, Run, evaluate as ranx_evaluate
+
+    retriever = service.retriever()
+    folded_chunks = [fold(c.text) for c in retriever.snapshot.chunks]
+    plans = retriever.plans([q.question for q in queries], need_vector=any(m != "lexical" for m in modes))
+    on_topic = [q for q in queries if not q.off_topic]
+    off_topic = [q for q in queries if q.off_topic]
+    results: dict[str, dict[str, float]] = {}
+    failures: list[Failure] = []
+    for mode in modes:
+        run: dict[str, dict[str, float]] = {}
+        qrels: dict[str, dict[str, int]] = {}
+        answer_hits = abstained_on = abstained_off = 0
+        for number, (query, plan) in enumerate(zip(queries, plans), 1):
+            if progress:
+                progress(mode, number, len(queries))
+            hits = retriever.search(plan, mode=mode, k=RANKED)
+            answer = service.answer_from(plan, hits)
+            if query.off_topic:
+                abstained_off += answer.abstained
+                continue
+            abstained_on += answer.abstained
+            qrels[query.id], run[query.id] = _judge(query, hits, retriever.snapshot.chunks, folded_chunks)
+            if query.answers and any(fold(a) in fold(answer.text) for a in query.answers):
+                answer_hits += 1
+            top5 = list(run[query.id])[:5]
+            if not set(top5) & set(qrels[query.id]):
+                failures.append(Failure(query.id, query.question, mode, query.answers or query.relevant,
+                                        [h.chunk.text[:120] for h in hits[:3]]))
+        scores = {}
+        if on_topic:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scores = ranx_evaluate(Qrels(qrels), Run(run), list(METRICS))
+        row = {name: round(float(value), 4) for name, value in scores.items()}
+        row["hit@5"] = row.pop("hit_rate@5", 0.0)
+        with_answers = [q for q in on_topic if q.answers]
+        row["answer_hit"] = round(answer_hits / len(with_answers), 4) if with_answers else None
+        row["abstain_on_topic"] = round(abstained_on / len(on_topic), 4) if on_topic else None
+        row["abstain_off_topic"] = round(abstained_off / len(off_topic), 4) if off_topic else None
+        results[mode] = row
+    return EvalReport(len(on_topic), len(off_topic), results, failures, str(service.kb_dir))
+
+
+def _judge(query: EvalQuery, hits: list[SearchHit], chunks, folded_chunks: list[str]) -> tuple[dict[str, int], dict[str, float]]:
+    """Gold and ranking for one query, by answer strings (chunks) or by document ids."""
+    n = len(hits)
+    if query.relevant:
+        ranking: dict[str, float] = {}
+        for hit in hits:  # a document ranks where its best chunk ranks
+            ranking.setdefault(hit.chunk.doc_id, float(n - hit.rank + 1))
+        return {d: 1 for d in query.relevant}, ranking
+    golds = [fold(a) for a in query.answers if a.strip()]
+    relevant = {c.chunk_id: 1 for c, text in zip(chunks, folded_chunks) if any(g in text for g in golds)}
+    ranking = {hit.chunk.chunk_id: float(n - hit.rank + 1) for hit in hits}
+    return relevant or {"<answer not in any chunk>": 1}, ranking
+
+
+def render_table(report: EvalReport):
+    from rich.table import Table
+
+    table = Table(title=f"{report.queries} questions, {report.off_topic} off-topic · {report.knowledge_base}")
+    table.add_column("metric")
+    for mode in report.results:
+        table.add_column(mode, justify="right")
+    names = list(next(iter(report.results.values())).keys()) if report.results else []
+    for name in names:
+        cells = [report.results[m].get(name) for m in report.results]
+        table.add_row(name, *("—" if v is None else f"{v:.3f}" for v in cells))
+    return table
+
+
+def _tqdm_progress() -> Callable[[str, int, int], None]:
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return update

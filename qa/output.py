@@ -1,0 +1,64 @@
+"""The stable JSON shapes of ``ask`` and ``search`` (documented in the README)."""
+from __future__ import annotations
+
+from qa.answer import Answer, term_spans
+from qa.retrieve import SearchHit
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def answer_json(answer: Answer) -> dict:
+    citations = []
+    for citation in answer.citations:
+        hit = citation.hit
+        citations.append(
+            {
+                "n": citation.n,
+                "doc_id": hit.chunk.doc_id,
+                "title": hit.document.title,
+                "source": hit.document.source,
+                "heading": hit.chunk.heading,
+                "start": hit.chunk.start,
+                "end": hit.chunk.end,
+                "text": hit.chunk.text,
+                "score": _round(hit.score),
+                "spans": [{"start": s, "end": e} for s, e in citation.spans],
+            }
+        )
+    return {
+        "question": answer.question,
+        "answer": answer.text,
+        "abstained": answer.abstained,
+        "confidence": _round(answer.confidence),
+        "citations": citations,
+        "timings_ms": answer.timings_ms,
+    }
+
+
+def search_json(query: str, mode: str, hits: list[SearchHit]) -> dict:
+    return {
+        "query": query,
+        "mode": mode,
+        "results": [
+            {
+                "rank": hit.rank,
+                "chunk_id": hit.chunk.chunk_id,
+                "doc_id": hit.chunk.doc_id,
+                "title": hit.document.title,
+                "source": hit.document.source,
+                "heading": hit.chunk.heading,
+                "start": hit.chunk.start,
+                "end": hit.chunk.end,
+                "text": hit.chunk.text,
+                "score": _round(hit.score),
+                "scores": {"dense": _round(hit.dense), "lexical": _round(hit.lexical)},
+                "matches": [
+                    {"start": hit.chunk.start + s, "end": hit.chunk.start + e}
+                    for s, e in term_spans(hit.chunk.text, query)
+                ],
+            }
+            for hit in hits
+        ],
+    }
