@@ -52,6 +52,8 @@ _HEADING_PATTERNS: list[tuple[re.Pattern[str], int]] = [
 _TITLE_LEVEL = 1  # standalone title-like lines ("政策核心架构解析", "●...") and bullet headlines
 _INNER_PUNCT = re.compile(r"[。！？!?；;，,]")
 _BULLET_TITLE = re.compile(r"^[●■◆▲★]")
+_TRAILING_PAREN = re.compile(r"\s*[（(][^（()）]*[)）]$")
+_CLAUSE_PUNCT = re.compile(r"[。；;，,]")
 _TABLE_LIKE = re.compile(r"\d%|\d{2,}\D+\d{2,}|\t")
 
 
@@ -79,6 +81,9 @@ def split_span(text: str, start: int, end: int, size: int, overlap: int = 0) -> 
     spans: list[tuple[int, int]] = []
     cursor = 0
     for piece in _splitter(size, overlap).split_text(region):
+        piece = piece.strip()  # langchain leaves pieces it cannot split (len >= size) unstripped
+        if not piece:
+            continue
         index = region.find(piece, cursor)
         if index < 0:  # cannot happen with strip-only pieces; search from the start to be safe
             index = region.find(piece)
@@ -109,11 +114,14 @@ def heading_level(line: str, standalone: bool) -> int | None:
         if len(rest) > 30 or _INNER_PUNCT.search(rest):
             return None
         return level + 6  # below markdown levels 1-6
-    if not standalone or "。" in body or _TABLE_LIKE.search(body):
+    if not standalone or "。" in body:
         return None
     if _BULLET_TITLE.match(body):
         return _TITLE_LEVEL + 6
-    if len(body) > 45 or _INNER_PUNCT.search(body) or re.search(r"[:：]", body):
+    # A trailing parenthetical (authors, a 文号) does not make a title a sentence; ? and ! do not
+    # either: "产教融合难题何解?亮出北京答案!" is an article title.
+    core = _TRAILING_PAREN.sub("", body)
+    if len(core) > 45 or _TABLE_LIKE.search(core) or _CLAUSE_PUNCT.search(core) or re.search(r"[:：]", core):
         return None
     return _TITLE_LEVEL + 6
 
@@ -223,7 +231,7 @@ def _merge_small(text: str, chunks: list[dict], settings: ChunkSettings) -> list
         size = chunk["end"] - chunk["start"]
         if (
             result
-            and size < settings.min_size
+            and size <= settings.min_size
             and chunk["group"] == result[-1]["group"]
             and chunk["end"] - result[-1]["start"] <= settings.size
             and result[-1]["start"] < chunk["start"]
@@ -232,7 +240,7 @@ def _merge_small(text: str, chunks: list[dict], settings: ChunkSettings) -> list
             continue
         if (
             result
-            and result[-1]["end"] - result[-1]["start"] < settings.min_size
+            and result[-1]["end"] - result[-1]["start"] <= settings.min_size
             and chunk["group"] == result[-1]["group"]
             and chunk["end"] - result[-1]["start"] <= settings.size
         ):

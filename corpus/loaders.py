@@ -1,18 +1,25 @@
 """Read a file into text: decoding, format extraction and clear refusals.
 
 Every offset later in the pipeline refers to ``LoadedText.text``, so this is the one place
-where newlines are normalised; nothing else about the text is changed.
+where newlines are normalised (CRLF, CR, U+2028/U+2029 -> LF); nothing else about the text is
+changed. A file is checked (regular file, supported type, size limit) before a byte is read, and
+never more than the limit is read, so a huge or special file cannot exhaust memory or block.
 """
 from __future__ import annotations
 
 import codecs
 import hashlib
-import os
+import io
+import logging
 import re
+import stat
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 from corpus.errors import IngestError
 
@@ -25,7 +32,10 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
     ".pdf": "pdf",
     ".docx": "docx",
 }
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+# 20 MB of Chinese text is ~7 million characters, ~23,000 chunks: 15-20 minutes of embedding on
+# a laptop CPU. Larger files are refused with a message saying how to raise the limit.
+DEFAULT_MAX_MB = 20.0
+DEFAULT_MAX_BYTES = int(DEFAULT_MAX_MB * 1_000_000)
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -34,10 +44,15 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-# charset-normalizer candidates: GB18030 covers GB2312/GBK; cp950 and big5hkscs cover Big5.
-_CANDIDATES = ["utf_8", "gb18030", "big5", "cp950", "big5hkscs", "utf_16_le", "utf_16_be"]
-_BIG5_FAMILY = ("cp950", "big5hkscs")
+# Legacy Chinese codecs, mainland first: GB18030 is a superset of GB2312/GBK, cp950 and
+# big5hkscs are supersets of Big5 (cp950 has characters such as 碁 銹 裏 that Big5 lacks).
+_LEGACY_CODECS = ("gb18030", "cp950", "big5hkscs")
+_UTF16 = ("utf-16-le", "utf-16-be")
+_PLAIN = re.compile(r"[\t\n\r\x20-\x7e\u2000-\u206f\u3000-\u303f\uff00-\uffef]")
+_MIN_TEXT_SCORE = 0.5
+_SCORE_SAMPLE = 20_000
 _NEWLINES = re.compile(r"\r\n?|\u2028|\u2029")
+_UNDECODABLE = "binary or undecodable file: not UTF-8, GB18030/GBK, Big5 or UTF-16 text"
 
 
 @dataclass
@@ -61,47 +76,89 @@ def supported_list() -> str:
     return ", ".join(sorted(SUPPORTED_SUFFIXES))
 
 
-def _check_path(path: Path, max_bytes: int) -> str:
-    if not path.exists():
-        raise IngestError(str(path), "no such file or directory")
-    if path.is_dir():
+def too_large_reason(size: int, max_bytes: int) -> str:
+    return (
+        f"file too large: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit "
+        f"(raise it with `wendao ingest --max-mb N`)"
+    )
+
+
+def check_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """The file's format, after the checks that need no reading; IngestError says what is wrong."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise IngestError(str(path), "no such file or directory") from None
+    except OSError as exc:
+        raise IngestError(str(path), f"cannot access file: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
         raise IngestError(str(path), "is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise IngestError(str(path), "not a regular file (a pipe, socket or device), cannot be read as a document")
     fmt = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise IngestError(
             str(path), f"unsupported file type {path.suffix or '(none)'!r}; supported: {supported_list()}"
         )
-    if not os.access(path, os.R_OK):
-        raise IngestError(str(path), "permission denied: file is not readable")
-    size = path.stat().st_size
-    if size == 0:
-        raise IngestError(str(path), "empty file")
-    if size > max_bytes:
-        raise IngestError(
-            str(path), f"file too large: {size / 1e6:.1f} MB exceeds the limit of {max_bytes / 1e6:.1f} MB"
-        )
+    if info.st_size == 0:
+        raise IngestError(str(path), "empty file (0 bytes)")
+    if info.st_size > max_bytes:
+        raise IngestError(str(path), too_large_reason(info.st_size, max_bytes))
     return fmt
 
 
-def _read_bytes(path: Path) -> bytes:
+@contextmanager
+def _opened(path: Path) -> Iterator[BinaryIO]:
+    """Open for reading: permission and I/O problems become an IngestError naming the file."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            yield handle
     except PermissionError as exc:
-        raise IngestError(str(path), "permission denied: file is not readable") from exc
+        raise IngestError(str(path), "permission denied: the file is not readable by this user") from exc
     except OSError as exc:
         raise IngestError(str(path), f"cannot read file: {exc.strerror or exc}") from exc
 
 
-def _utf16_without_bom(data: bytes) -> str | None:
-    """UTF-16 without BOM: ASCII-range characters put NUL bytes on one parity only."""
-    if len(data) % 2:
-        return None
-    even, odd = data[0::2].count(0), data[1::2].count(0)
-    if odd > even * 4:
-        return "utf-16-le"
-    if even > odd * 4:
-        return "utf-16-be"
-    return None
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes`` (a file that grew since it was checked is refused, not read whole)."""
+    with _opened(path) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise IngestError(str(path), too_large_reason(path.stat().st_size, max_bytes))
+    if not data:
+        raise IngestError(str(path), "empty file (0 bytes)")
+    return data
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a checked file, streamed: how unchanged files are recognised and skipped."""
+    digest = hashlib.sha256()
+    with _opened(path) as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def _common_hanzi() -> frozenset[str]:
+    """GB2312 level 1: the 3,755 most used hanzi (Traditional text is folded to Simplified first)."""
+    pairs = [(lead, trail) for lead in range(0xB0, 0xD8) for trail in range(0xA1, 0xFF) if (lead, trail) <= (0xD7, 0xF9)]
+    return frozenset(bytes(b for pair in pairs for b in pair).decode("gb2312"))
+
+
+def text_score(text: str) -> float:
+    """Share of characters that are common hanzi, ASCII or CJK punctuation.
+
+    A wrong codec turns Chinese into rare characters, kana and symbols, so the right
+    decoding of real text scores near 1 and a wrong one far lower.
+    """
+    from corpus.folding import fold
+
+    sample = fold(text[:_SCORE_SAMPLE])
+    if not sample:
+        return 0.0
+    common = _common_hanzi()
+    return sum(1 for ch in sample if ch in common or _PLAIN.match(ch)) / len(sample)
 
 
 def _strict(data: bytes, encoding: str) -> str | None:
@@ -111,67 +168,63 @@ def _strict(data: bytes, encoding: str) -> str | None:
         return None
 
 
+def _best_decoding(data: bytes, encodings: tuple[str, ...], source: str, reason: str) -> tuple[str, str]:
+    """The strict decoding that reads most like text (first listed wins a tie)."""
+    best: tuple[float, str, str] | None = None
+    for encoding in encodings:
+        text = _strict(data, encoding)
+        if text is not None and (score := text_score(text)) > (best[0] if best else -1):
+            best = (score, text, encoding)
+    if best is None or best[0] < _MIN_TEXT_SCORE:
+        raise IngestError(source, reason)
+    return best[1], best[2]
+
+
 def decode_bytes(data: bytes, source: str) -> tuple[str, str]:
-    """Return (text, encoding). BOM, then strict UTF-8, then charset-normalizer among CJK codecs."""
+    """Return (text, encoding): BOM, else UTF-16 if NUL bytes, else UTF-8, else GB18030 or Big5."""
     for bom, encoding in _BOMS:
         if data.startswith(bom):
             text = _strict(data, encoding)
-            if text is None:
-                raise IngestError(source, f"binary or corrupt file: invalid {encoding} after its byte-order mark")
+            if text is None or _looks_binary(text):
+                raise IngestError(source, f"binary or corrupt file: not valid {encoding} text after its byte-order mark")
             return text.lstrip("\ufeff"), encoding.removesuffix("-sig")
-    if b"\x00" in data:
-        encoding = _utf16_without_bom(data)
-        text = _strict(data, encoding) if encoding else None
-        if text is None or "\x00" in text:
-            raise IngestError(source, "binary file (contains NUL bytes), not text")
-        return text, encoding
+    if b"\x00" in data:  # text in UTF-8 or a legacy codec never has NUL bytes; UTF-16 does
+        return _best_decoding(data, _UTF16, source, "binary file (contains NUL bytes), not text")
     text = _strict(data, "utf-8")
-    if text is not None:
-        return text, "utf-8"
-
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data, cp_isolation=_CANDIDATES).best()
-    if best is None:
-        raise IngestError(source, "binary or undecodable file: not UTF-8, GB18030, Big5 or UTF-16")
-    encoding = best.encoding.replace("_", "-")
-    if encoding in ("big5", "cp950", "big5hkscs"):
-        # Big5 proper lacks characters that real files use; take the first superset that decodes.
-        for candidate in _BIG5_FAMILY:
-            text = _strict(data, candidate)
-            if text is not None:
-                return text, candidate
-    if encoding in ("gb2312", "gbk"):
-        encoding = "gb18030"
-    text = _strict(data, encoding)
     if text is None:
-        text = str(best)
+        return _best_decoding(data, _LEGACY_CODECS, source, _UNDECODABLE)
     if _looks_binary(text):
-        raise IngestError(source, "binary or undecodable file: not UTF-8, GB18030, Big5 or UTF-16")
-    return text, encoding
+        raise IngestError(source, "binary file (control characters), not text")
+    return text, "utf-8"
 
 
 def _looks_binary(text: str) -> bool:
     """Control characters other than whitespace mean the bytes were not text at all."""
-    sample = text[:20000]
+    sample = text[:_SCORE_SAMPLE]
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\f\v")
     return controls > max(2, len(sample) // 100)
 
 
 def _html_to_text(raw: str) -> tuple[str, str | None]:
-    """trafilatura's main-content extraction (tables kept), plain tag stripping as a fallback."""
+    """trafilatura's main-content extraction (tables kept), plain tag stripping as a fallback.
+
+    The title is trafilatura's: a page's single <h1>, else its <title> without the site name.
+    """
     import trafilatura
 
-    text = trafilatura.extract(
-        raw,
-        output_format="txt",
-        include_tables=True,
-        include_comments=False,
-        include_links=False,
-        favor_recall=True,
-        deduplicate=False,
-    )
-    metadata = trafilatura.extract_metadata(raw)
+    try:
+        text = trafilatura.extract(
+            raw,
+            output_format="txt",
+            include_tables=True,
+            include_comments=False,
+            include_links=False,
+            favor_recall=True,
+            deduplicate=False,
+        )
+        metadata = trafilatura.extract_metadata(raw)
+    except Exception:  # a parser failure on junk markup: fall back to stripping tags
+        text, metadata = None, None
     title = metadata.title if metadata is not None and metadata.title else None
     if not text or not text.strip():
         text = _plain_html_text(raw)
@@ -190,85 +243,93 @@ def _plain_html_text(raw: str) -> str:
     return "\n".join(line.strip() for line in root.text_content().splitlines() if line.strip())
 
 
-def _pdf_to_text(path: Path) -> str:
+def _pdf_to_text(data: bytes, source: str) -> str:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings repeat what IngestError says
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
-            raise IngestError(str(path), "encrypted PDF: cannot extract text without the password")
+            raise IngestError(source, "encrypted PDF: cannot extract text without the password")
         pages = [page.extract_text() or "" for page in reader.pages]
     except IngestError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise IngestError(str(path), f"corrupt PDF: {exc}") from exc
+    except Exception as exc:  # pypdf raises many types on damaged files; all mean "corrupt"
+        raise IngestError(source, f"corrupt or unreadable PDF: {exc}") from exc
     text = "\n\n".join(page.strip("\n") for page in pages)
     if not text.strip():
-        raise IngestError(str(path), "PDF has no extractable text (scanned images need OCR)")
+        raise IngestError(source, "PDF has no extractable text (scanned images need OCR first)")
     return text
 
 
-def _docx_to_text(path: Path) -> str:
+def _docx_to_text(data: bytes, source: str) -> str:
+    """Paragraphs and tables in document order; a table row becomes one tab-separated line."""
     import docx
-    from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
 
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise IngestError(source, "corrupt or invalid .docx file: not a zip package (an old .doc? save it as .docx)")
     try:
-        document = docx.Document(str(path))
+        document = docx.Document(io.BytesIO(data))
         lines: list[str] = []
         for item in document.iter_inner_content():
             if isinstance(item, Table):
-                for row in item.rows:
-                    cells: list[str] = []
-                    seen: set[int] = set()
-                    for cell in row.cells:  # merged cells repeat: keep each once
-                        if id(cell._tc) in seen:
-                            continue
-                        seen.add(id(cell._tc))
-                        cells.append(" ".join(cell.text.split()))
-                    lines.append("\t".join(cells))
+                lines.extend(_table_rows(item))
             else:
                 lines.append(item.text)
-    except (PackageNotFoundError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise IngestError(str(path), f"corrupt or invalid .docx file: {exc}") from exc
+    except Exception as exc:  # python-docx and zipfile raise many types on damaged packages
+        raise IngestError(source, f"corrupt or invalid .docx file: {exc}") from exc
     return "\n".join(lines)
+
+
+def _table_rows(table) -> list[str]:
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        seen: set[int] = set()
+        for cell in row.cells:  # merged cells repeat: keep each once
+            if id(cell._tc) not in seen:
+                seen.add(id(cell._tc))
+                cells.append(" ".join(cell.text.split()))
+        rows.append("\t".join(cells))
+    return rows
 
 
 def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedText:
     """Read one supported file; raise IngestError naming the file and the reason otherwise."""
     path = Path(path)
-    fmt = _check_path(path, max_bytes)
-    data = _read_bytes(path)
-    digest = hashlib.sha256(data).hexdigest()
+    fmt = check_file(path, max_bytes)
+    data = _read_bytes(path, max_bytes)
+    source = str(path)
     title_hint: str | None = None
-    encoding = "utf-8"
+    encoding = "binary"
     if fmt == "pdf":
-        text = _pdf_to_text(path)
-        encoding = "binary"
+        text = _pdf_to_text(data, source)
     elif fmt == "docx":
-        text = _docx_to_text(path)
-        encoding = "binary"
+        text = _docx_to_text(data, source)
     else:
-        text, encoding = decode_bytes(data, str(path))
+        text, encoding = decode_bytes(data, source)
         if fmt == "html":
             text, title_hint = _html_to_text(text)
     text = normalise_newlines(text)
     if not text.strip():
-        raise IngestError(str(path), "empty file: no text in it")
-    return LoadedText(text=text, format=fmt, encoding=encoding, size=len(data), sha256=digest, title_hint=title_hint)
+        raise IngestError(source, "no text in the file (only whitespace or markup)")
+    return LoadedText(
+        text=text, format=fmt, encoding=encoding, size=len(data), sha256=hashlib.sha256(data).hexdigest(), title_hint=title_hint
+    )
 
 
 def iter_supported_files(paths: list[Path]) -> Iterator[Path]:
     """Supported files under ``paths`` (folders walked recursively, sorted, hidden names skipped).
 
     A missing path raises IngestError; unsupported files inside folders are skipped silently,
-    while an unsupported file named explicitly is yielded so load_file can say why it fails.
+    while anything named explicitly that is not a folder is yielded so load_file can say why it
+    fails (unsupported type, a pipe, ...).
     """
     for path in map(Path, paths):
         if not path.exists():
             raise IngestError(str(path), "no such file or directory")
-        if path.is_file():
+        if not path.is_dir():
             yield path
             continue
         for child in sorted(path.rglob("*")):

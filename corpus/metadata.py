@@ -28,8 +28,12 @@ _LABELLED_DATE = re.compile(rf"(?:{_DATE_LABEL})\s*[:：]?\s*{_NUM_DATE}", re.M)
 _FULL_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})\s*(?:年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日|[-/.](\d{1,2})[-/.](\d{1,2})(?!\d))")
 _CN_DATE = re.compile(r"([〇○零一二三四五六七八九]{4})年([一二三四五六七八九十]{1,3})月(?:([一二三四五六七八九十]{1,3})日)?")
 _DOC_NUMBER = re.compile(
-    r"[\u4e00-\u9fff]{1,8}\s*(?:[〔\[［(（【]\s*(?:19|20)\d{2}\s*[〕\]］)）】]\s*\d{1,4}\s*|〔\s*(?:19|20)\d{2,4}\s*)[号號]"
+    r"[\u4e00-\u9fff]{1,8}\s*(?:[〔\[［(（【]\s*(?:19|20)\d{2}\s*[〕\]］)）】]\s*\d{1,4}\s*|〔\s*(?:19|20)\d{2,6}\s*)[号號]"
 )
+# 〔2020 7号 / 〔20207号: the closing bracket was lost (a common scraping error); the year is the
+# first four digits, the serial number the rest.
+_UNCLOSED_NUMBER = re.compile(r"〔((?:19|20)\d{2})(\d{1,4})([号號])$")
+_DOC_NUMBER_LABEL = re.compile(r"(?:发文字号|發文字號|文号|文號)\s*[:：]?\s*")
 _BOOK_TITLE = re.compile(r"《([^《》]{2,60})》")
 _METADATA_LINE = re.compile(r"^(来源|來源|作者|发布|發布|时间|時間|日期|编辑|編輯|浏览|瀏覽|点击|點擊)")
 _SENTENCE_PUNCT = re.compile(r"[。；;，,！!]")
@@ -77,15 +81,29 @@ def find_date(text: str) -> str | None:
     return None
 
 
+def _normalise_doc_number(found: str) -> str:
+    """Whitespace dropped and a lost closing bracket restored: 教职成〔20207号 -> 教职成〔2020〕7号."""
+    number = re.sub(r"\s+", "", found)
+    return _UNCLOSED_NUMBER.sub(r"〔\1〕\2\3", number)
+
+
 def find_doc_number(text: str) -> str | None:
-    """The first 文号, preferring one that stands on its own line (the document's own number)."""
+    """The document's OWN 文号: a line that is only a 文号, or one labelled 文号/发文字号.
+
+    A 文号 inside running text, such as ``《国家职业教育改革实施方案》(国发〔2019〕4号)``, cites
+    another document; reporting it as this document's number would mislabel the document, so
+    such citations are not used (None when the document states no number of its own).
+    """
     for line in text.splitlines():
         line = line.strip()
-        match = _DOC_NUMBER.fullmatch(line)
-        if match:
-            return match.group()
-    match = _DOC_NUMBER.search(text)
-    return re.sub(r"\s+", "", match.group()) if match else None
+        if _DOC_NUMBER.fullmatch(line):
+            return _normalise_doc_number(line)
+        label = _DOC_NUMBER_LABEL.search(line)
+        if label:
+            match = _DOC_NUMBER.match(line, label.end())
+            if match:
+                return _normalise_doc_number(match.group())
+    return None
 
 
 def _is_title_like(line: str) -> bool:

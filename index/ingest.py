@@ -6,7 +6,6 @@ new generation, so a failure anywhere leaves the previous knowledge base as it w
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 from corpus.chunking import ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
-from corpus.loaders import iter_supported_files
+from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, iter_supported_files, supported_list
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
@@ -76,26 +75,30 @@ def lexical_tokens(chunk: Chunk) -> list[str]:
     return tokenize_folded(fold(f"{chunk.heading}\n{chunk.text}"))
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
-    """Files under each path with their doc ids: the file name, or the path below a given folder."""
-    found: list[tuple[Path, str]] = []
+    """Files under each path with their doc ids: the file name, or the path below a given folder.
+
+    A path given twice is read once; two different files with one id in a batch cannot both be
+    kept, so the later one is reported rather than silently mixing their chunks.
+    """
+    found: dict[str, Path] = {}
     problems: list[FileResult] = []
     for root in map(Path, paths):
         try:
-            for path in iter_supported_files([root]):
-                doc_id = path.name if root.is_file() else path.relative_to(root).as_posix()
-                found.append((path, doc_id))
+            files = list(iter_supported_files([root]))
         except IngestError as error:
             problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=error.reason))
-    return found, problems
+            continue
+        if root.is_dir() and not files:
+            reason = f"no supported files in this folder (supported: {supported_list()})"
+            problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=reason))
+        for path in files:
+            doc_id = path.relative_to(root).as_posix() if root.is_dir() else path.name
+            first = found.setdefault(doc_id, path)
+            if first.resolve() != path.resolve():
+                reason = f"document id {doc_id!r} is already used by {first} in this batch; rename one of the files"
+                problems.append(FileResult(source=str(path), doc_id=doc_id, status="failed", reason=reason))
+    return list((path, doc_id) for doc_id, path in found.items()), problems
 
 
 class Ingestor:
@@ -107,34 +110,45 @@ class Ingestor:
         self.chunking = chunking or ChunkSettings()
         self.settings = index_settings(embedder, self.chunking)
 
-    def ingest_paths(self, paths: Iterable[Path], progress: Progress | None = None) -> IngestReport:
-        """Ingest files and folders; a file that fails is reported and the rest go on."""
+    def ingest_paths(
+        self, paths: Iterable[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> IngestReport:
+        """Ingest files and folders; a file that fails is reported and the rest go on.
+
+        Nothing is written when no document changed, so a batch of bad or unchanged files
+        leaves the knowledge base's generation exactly as it was.
+        """
         started = time.perf_counter()
         files, results = discover(paths)
         with self.store.lock():
             snapshot = self._open_compatible()
-            known = snapshot.documents if snapshot else {}
             upserts: list[PreparedDocument] = []
             for number, (path, doc_id) in enumerate(files, 1):
                 if progress:
                     progress("read", number, len(files))
-                result = FileResult(source=str(path), doc_id=doc_id, status="added")
-                try:
-                    previous = known.get(doc_id)
-                    if previous and previous.sha256 == file_sha256(path):
-                        result.status, result.chunks = "unchanged", len(snapshot.chunks_of(doc_id))
-                    else:
-                        prepared = prepare_file(path, doc_id, self.chunking)
-                        upserts.append(prepared)
-                        result.status = "updated" if previous else "added"
-                        result.chunks = len(prepared.chunks)
-                except (IngestError, OSError) as error:
-                    result.status, result.reason = "failed", getattr(error, "reason", str(error))
+                result, prepared = self._prepare(path, doc_id, snapshot, max_bytes)
                 results.append(result)
-            report = self._apply(snapshot, upserts, removals=[], progress=progress)
+                if prepared:
+                    upserts.append(prepared)
+            report = self._apply(snapshot, upserts, removals=[], progress=progress) if upserts else _totals(snapshot)
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
+
+    def _prepare(
+        self, path: Path, doc_id: str, snapshot: Snapshot | None, max_bytes: int
+    ) -> tuple[FileResult, PreparedDocument | None]:
+        """Read one file unless its content hash is already indexed; failures become a result."""
+        previous = snapshot.documents.get(doc_id) if snapshot else None
+        try:
+            check_file(path, max_bytes)
+            if previous and previous.sha256 == file_sha256(path):
+                return FileResult(str(path), doc_id, "unchanged", len(snapshot.chunks_of(doc_id))), None
+            prepared = prepare_file(path, doc_id, self.chunking, max_bytes)
+        except IngestError as error:
+            return FileResult(str(path), doc_id, "failed", reason=error.reason), None
+        status = "updated" if previous else "added"
+        return FileResult(str(path), doc_id, status, len(prepared.chunks)), prepared
 
     def ingest_prepared(self, documents: list[PreparedDocument], progress: Progress | None = None) -> IngestReport:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
@@ -146,21 +160,27 @@ class Ingestor:
         return report
 
     def remove(self, doc_ids: list[str]) -> IngestReport:
+        doc_ids = list(dict.fromkeys(doc_ids))
         with self.store.lock():
             snapshot = self._open_compatible()
             missing = [d for d in doc_ids if not snapshot or d not in snapshot.documents]
             if missing:
-                raise KnowledgeBaseError(f"no such document in {self.store.root}: {', '.join(missing)}")
+                raise KnowledgeBaseError(
+                    f"no such document in {self.store.root}: {', '.join(missing)} (`wendao docs` lists the ids)"
+                )
             report = self._apply(snapshot, [], removals=doc_ids, progress=None)
         report.results = [FileResult(snapshot.documents[d].source, d, "removed") for d in doc_ids]
         return report
 
     def reindex(self, progress: Progress | None = None) -> IngestReport:
-        """Re-chunk and re-embed every stored document with the current settings."""
+        """Re-chunk and re-embed every stored document with the current settings.
+
+        Only the stored documents are read, so this also rebuilds an index whose settings or
+        format no longer match (the fix the mismatch errors name).
+        """
         with self.store.lock():
-            old = self.store.load()
             prepared = []
-            for doc in old.documents.values():
+            for doc in self.store.read_documents().values():
                 again = prepare_text(doc.text, doc.doc_id, doc.source, self.chunking, title=doc.title, fmt=doc.format)
                 kept = replace(doc, title=again.document.title or doc.title)
                 prepared.append(PreparedDocument(kept, again.chunks))
@@ -218,6 +238,11 @@ class Ingestor:
     def _encode(self, texts: list[str], progress: Progress | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
         return np.vstack(batches) if batches else np.zeros((0, self.settings.dimension), dtype=np.float32)
+
+
+def _totals(snapshot: Snapshot | None) -> IngestReport:
+    """The report of a batch that changed nothing: the knowledge base as it stands."""
+    return IngestReport(documents=len(snapshot.documents) if snapshot else 0, chunks=len(snapshot.chunks) if snapshot else 0)
 
 
 def _batch_starts(texts: list[str], progress: Progress | None):

@@ -15,13 +15,12 @@ import numpy as np
 
 from corpus.folding import fold
 
-TOKENIZER_VERSION = "uni+bi-1"
 _RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[a-z0-9]+(?:[.%][a-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
-def tokenize_folded(folded: str) -> list[str]:
-    """Tokens of already-folded text: CJK unigrams + bigrams, Latin/digit words."""
+def _char_grams(folded: str) -> list[str]:
+    """CJK unigrams + bigrams, Latin/digit words."""
     tokens: list[str] = []
     for run in _RUNS.findall(folded):
         if _CJK.match(run):
@@ -30,6 +29,30 @@ def tokenize_folded(folded: str) -> list[str]:
         else:
             tokens.append(run)
     return tokens
+
+
+def _jieba_words(folded: str) -> list[str]:
+    """jieba search-mode words (2+ characters) of CJK runs, marked so they never equal a gram."""
+    import jieba
+
+    words: list[str] = []
+    for run in _RUNS.findall(folded):
+        if _CJK.match(run) and len(run) >= 2:
+            words.extend("w:" + w for w in jieba.cut_for_search(run, HMM=False) if len(w) >= 2)
+    return words
+
+
+SCHEMES = {
+    "uni+bi": _char_grams,
+    "uni+bi+jieba": lambda folded: _char_grams(folded) + _jieba_words(folded),
+}
+DEFAULT_SCHEME = "uni+bi"
+TOKENIZER_VERSION = f"{DEFAULT_SCHEME}-1"
+
+
+def tokenize_folded(folded: str, scheme: str = DEFAULT_SCHEME) -> list[str]:
+    """Tokens of already-folded text (the same function serves documents and queries)."""
+    return SCHEMES[scheme](folded)
 
 
 def tokenize(text: str) -> list[str]:

@@ -11,11 +11,13 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from corpus.records import Chunk, Document
 from index.dense import DenseIndex
@@ -86,14 +88,16 @@ class KnowledgeBaseStore:
         return folder
 
     def read_settings(self) -> IndexSettings:
-        manifest = json.loads((self.current_generation() / "manifest.json").read_text(encoding="utf-8"))
-        return IndexSettings(**manifest["settings"])
+        return self._settings(self.current_generation())
+
+    def read_documents(self) -> dict[str, Document]:
+        """Only the documents: all a reindex needs, whatever else about the format changed."""
+        return _read_documents(self.current_generation())
 
     def load(self) -> Snapshot:
         folder = self.current_generation()
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        settings = IndexSettings(**manifest["settings"])
-        documents = {d["doc_id"]: Document(**d) for d in _read_jsonl(folder / "documents.jsonl")}
+        settings = self._settings(folder)
+        documents = _read_documents(folder)
         chunks = [Chunk(**c) for c in _read_jsonl(folder / "chunks.jsonl")]
         embeddings = np.load(folder / "embeddings.npy")
         if len(embeddings) != len(chunks):
@@ -108,10 +112,36 @@ class KnowledgeBaseStore:
             generation=folder.name,
         )
 
+    def _settings(self, folder: Path) -> IndexSettings:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        try:
+            return IndexSettings(**manifest["settings"])
+        except (KeyError, TypeError) as exc:  # written by another wendao version
+            raise KnowledgeBaseError(
+                f"{folder}: the index format is not this version's ({exc}); run `wendao reindex --kb {self.root}`"
+            ) from None
+
     # -- writing ---------------------------------------------------------------------------
-    def lock(self, timeout: float = 600) -> FileLock:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.root / "write.lock"), timeout=timeout)
+    @contextmanager
+    def lock(self, timeout: float = 600) -> Iterator[None]:
+        """Hold the writers' lock. It is an flock, so a killed writer never leaves it stale."""
+        if self.root.exists() and not self.root.is_dir():
+            raise KnowledgeBaseError(f"{self.root}: is a file, not a knowledge-base folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise KnowledgeBaseError(f"{self.root}: cannot be used as a knowledge-base folder ({exc.strerror or exc})") from exc
+        lock = FileLock(str(self.root / "write.lock"))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise KnowledgeBaseError(
+                f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s; try again when it is done"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def write(
         self,
@@ -123,7 +153,10 @@ class KnowledgeBaseStore:
     ) -> str:
         """Write a complete generation and make it current. Caller holds ``lock()``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        name = f"gen-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}-{os.getpid()}"
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+        name = f"gen-{stamp}-{now % 10**9:09d}-{os.getpid()}"
+        previous = self._pointer_target()
         staging = self.root / f".staging-{name}"
         staging.mkdir()
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(chunks), settings.dimension)
@@ -145,19 +178,32 @@ class KnowledgeBaseStore:
         tmp_pointer.write_text(name + "\n", encoding="utf-8")
         _fsync_file(tmp_pointer)
         os.replace(tmp_pointer, self.root / POINTER)
-        self._sweep(keep={name})
+        _fsync_dir(self.root)
+        self._sweep(keep={name, previous})
         return name
 
-    def _sweep(self, keep: set[str]) -> None:
-        """Remove interrupted staging folders and all but the newest two generations.
+    def _pointer_target(self) -> str:
+        pointer = self.root / POINTER
+        return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
 
-        The previous generation is kept so a reader that opened it a moment ago can finish.
+    def _sweep(self, keep: set[str]) -> None:
+        """Remove what interrupted writes left and every generation but the new and previous one.
+
+        The previous generation is kept so a reader that opened it a moment ago can finish; a
+        generation renamed into place by a writer killed before it swapped ``CURRENT`` goes.
         """
-        generations = sorted(p for p in self.root.glob("gen-*") if p.is_dir())
-        keep = keep | {p.name for p in generations[-2:]}
-        for path in [*self.root.glob(".staging-*"), *generations]:
-            if path.name not in keep:
+        leftovers = [*self.root.glob(".staging-*"), *self.root.glob(f".{POINTER}.*.tmp"), *self.root.glob("gen-*")]
+        for path in leftovers:
+            if path.name in keep:
+                continue
+            if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _read_documents(folder: Path) -> dict[str, Document]:
+    return {d["doc_id"]: Document(**d) for d in _read_jsonl(folder / "documents.jsonl")}
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -174,6 +220,15 @@ def _write_jsonl(path: Path, rows) -> None:
 def _fsync_file(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a power cut must not undo the swap)."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _fsync_tree(folder: Path) -> None:

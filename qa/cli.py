@@ -13,9 +13,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from corpus.errors import IngestError
+from corpus.loaders import DEFAULT_MAX_MB
 from index.ingest import IngestReport
 from index.store import KnowledgeBaseError
 from qa.cli_model import model_app
+from qa.jsonl import read_jsonl
 from qa.output import answer_json, search_json
 from qa.retrieve import MODES, QueryError
 from qa.service import Wendao
@@ -74,20 +76,18 @@ def _print_report(report: IngestReport) -> None:
     colours = {"failed": "red", "unchanged": "dim", "removed": "yellow"}
     for result in report.results:
         colour = colours.get(result.status, "green")
-        table.add_row(f"[{colour}]{result.status}[/]", result.doc_id, str(result.chunks), result.reason or result.source)
+        detail = f"{result.source}: {result.reason}" if result.reason else result.source
+        table.add_row(f"[{colour}]{result.status}[/]", result.doc_id, str(result.chunks), detail)
     console.print(table)
+    for result in report.failed:  # one unwrapped line each on stderr: easy to read, grep and log
+        errors.print(f"[red]failed:[/] {result.source}: {result.reason}", highlight=False, soft_wrap=True)
 
 
 def _read_queries(path: Path) -> list[dict]:
+    """``--queries`` rows: each needs a "question" (or "text") string."""
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("question", row.get("text")), str):
+    for number, row in read_jsonl(path):
+        if not isinstance(row.get("question", row.get("text")), str):
             raise ValueError(f'{path}:{number}: expected an object with a "question" string')
         rows.append(row)
     return rows
@@ -95,15 +95,20 @@ def _read_queries(path: Path) -> list[dict]:
 
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(..., help="Files or folders (.txt .md .html .pdf .docx)."),
+    # readable=False: an unreadable file is reported by the ingest like any failure, not a usage error
+    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx)."),
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
+    max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
 ) -> None:
-    """Add or update documents; unchanged files are skipped, failures are listed and the rest go on."""
+    """Add or update documents; unchanged files are skipped, failures are listed and the rest go on.
+
+    Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
+    """
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        report = _service(kb, model).ingest(paths, progress)
+        report = _service(kb, model).ingestor().ingest_paths(paths, progress, max_bytes=int(max_mb * 1_000_000))
     _print_report(report)
-    if report.failed and len(report.failed) == len(report.results):
+    if report.failed:
         raise typer.Exit(1)
 
 

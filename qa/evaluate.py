@@ -16,8 +16,10 @@ from typing import Callable
 
 from platformdirs import user_cache_dir
 
+from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.pipeline import prepare_text
+from qa.jsonl import read_jsonl
 from qa.retrieve import QueryPlan, SearchHit
 from qa.service import Wendao
 
@@ -32,6 +34,7 @@ class EvalQuery:
     answers: list[str] = field(default_factory=list)
     relevant: list[str] = field(default_factory=list)
     off_topic: bool = False
+    by_documents: bool = False  # judge ranking by ``relevant`` ids even when answers are known
 
 
 @dataclass
@@ -60,20 +63,16 @@ class EvalReport:
 def load_queries(path: Path) -> list[EvalQuery]:
     """A JSONL file of {"id","question", "answers"|"relevant"|"off_topic"}; errors name the line."""
     rows = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        question = row.get("question") if isinstance(row, dict) else None
+    for number, row in read_jsonl(path):
+        question = row.get("question")
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f'{path}:{number}: missing "question" text')
         answers, relevant = row.get("answers") or [], row.get("relevant") or []
+        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (answers, relevant)):
+            raise ValueError(f'{path}:{number}: "answers" and "relevant" must be lists of strings')
         if not (answers or relevant or row.get("off_topic")):
             raise ValueError(f'{path}:{number}: needs "answers", "relevant" or "off_topic": true')
-        rows.append(EvalQuery(str(row.get("id", number)), question, list(answers), list(relevant), bool(row.get("off_topic"))))
+        rows.append(EvalQuery(str(row.get("id", number)), question, answers, relevant, bool(row.get("off_topic"))))
     if not rows:
         raise ValueError(f"{path}: no queries")
     return rows
@@ -84,23 +83,27 @@ def load_beir(folder: Path) -> tuple[list[dict], list[EvalQuery]]:
     for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
         if not (folder / name).is_file():
             raise ValueError(f"{folder}: not a BEIR folder (missing {name})")
-    corpus = [json.loads(l) for l in (folder / "corpus.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+    corpus = [row for _, row in read_jsonl(folder / "corpus.jsonl")]
     relevant: dict[str, list[str]] = {}
-    for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
-        query_id, doc_id, score = line.split("\t")[:3]
-        if float(score) > 0:
-            relevant.setdefault(query_id, []).append(doc_id)
+    with (folder / "qrels.tsv").open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            fields = line.rstrip("\n").split("\t")
+            if number == 1 and not fields[-1].replace(".", "").isdigit():
+                continue  # header
+            if len(fields) < 3:
+                raise ValueError(f"{folder / 'qrels.tsv'}:{number}: expected query-id, corpus-id, score")
+            if float(fields[2]) > 0:
+                relevant.setdefault(fields[0], []).append(fields[1])
     answers: dict[str, list[str]] = {}
     if (folder / "answers.jsonl").is_file():
-        for line in (folder / "answers.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
+        for _, row in read_jsonl(folder / "answers.jsonl"):
             if row.get("extractive", True):
                 answers[row["_id"]] = row["answers"]
-    queries = []
-    for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row["_id"] in relevant:
-            queries.append(EvalQuery(row["_id"], row["text"], answers.get(row["_id"], []), relevant[row["_id"]]))
+    queries = [
+        EvalQuery(row["_id"], row["text"], answers.get(row["_id"], []), relevant[row["_id"]], by_documents=True)
+        for _, row in read_jsonl(folder / "queries.jsonl")
+        if row["_id"] in relevant
+    ]
     return corpus, queries
 
 
@@ -108,17 +111,23 @@ def beir_kb_dir(folder: Path, chunk_size: int, model: str) -> Path:
     """A cache folder per corpus file content and settings, so a set is embedded only once."""
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
     digest.update(f"{chunk_size}|{model}".encode())
-    return Path(user_cache_dir("wendao")) / "eval" / f"{folder.name}-{digest.hexdigest()[:16]}"
+    return Path(user_cache_dir("wendao")) / "eval" / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
 
 
-def build_beir_kb(service: Wendao, corpus: list[dict], progress: bool = False) -> None:
+def build_beir_kb(service: Wendao, corpus: list[dict], progress: bool = False) -> list[str]:
+    """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content."""
     if service.store.exists():
-        return
-    prepared = [
-        prepare_text(row["text"], row["_id"], row["_id"], service.chunking, title=row.get("title") or None)
-        for row in corpus
-    ]
+        return []
+    prepared, skipped = [], []
+    for row in corpus:
+        try:
+            prepared.append(
+                prepare_text(row["text"], row["_id"], row["_id"], service.chunking, title=row.get("title") or None)
+            )
+        except IngestError:
+            skipped.append(row["_id"])  # e.g. a web page that is only a "join this group" button
     service.ingestor().ingest_prepared(prepared, progress=_tqdm_progress() if progress else None)
+    return skipped
 
 
 def evaluate_file(
@@ -193,15 +202,21 @@ def evaluate(
 
 
 def _judge(query: EvalQuery, hits: list[SearchHit], chunks, folded_chunks: list[str]) -> tuple[dict[str, int], dict[str, float]]:
-    """Gold and ranking for one query, by answer strings (chunks) or by document ids."""
+    """Gold and ranking for one query: chunks holding a gold answer string (inside the
+    ``relevant`` documents when those are given), else the documents themselves (BEIR qrels)."""
     n = len(hits)
-    if query.relevant:
+    if query.by_documents or not query.answers:
         ranking: dict[str, float] = {}
         for hit in hits:  # a document ranks where its best chunk ranks
             ranking.setdefault(hit.chunk.doc_id, float(n - hit.rank + 1))
         return {d: 1 for d in query.relevant}, ranking
     golds = [fold(a) for a in query.answers if a.strip()]
-    relevant = {c.chunk_id: 1 for c, text in zip(chunks, folded_chunks) if any(g in text for g in golds)}
+    documents = set(query.relevant)
+    relevant = {
+        c.chunk_id: 1
+        for c, text in zip(chunks, folded_chunks)
+        if (not documents or c.doc_id in documents) and any(g in text for g in golds)
+    }
     ranking = {hit.chunk.chunk_id: float(n - hit.rank + 1) for hit in hits}
     return relevant or {"<answer not in any chunk>": 1}, ranking
 

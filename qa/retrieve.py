@@ -17,6 +17,7 @@ from corpus.records import Chunk, Document
 from index.embedder import Embedder
 from index.lexical import tokenize_folded
 from index.store import Snapshot
+from qa.fusion import fuse
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
@@ -28,6 +29,9 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class FusionSettings:
+    """How hybrid mode fuses the two retrievers (method names: ``qa.fusion.FUSIONS``)."""
+
+    method: str = "minmax"
     dense_weight: float = 0.5
     candidates: int = 100
 
@@ -122,13 +126,10 @@ class Retriever:
         plan.timings_ms["dense"] = _ms_since(started)
 
         started = time.perf_counter()
-        candidates = np.union1d(
-            _top(dense, width) if dense is not None else [],
-            _top(lexical, width, positive=True) if lexical is not None else [],
-        ).astype(np.int64)
+        method = mode if mode != "hybrid" else self.fusion.method
+        candidates, fused = fuse(method, self.fusion.dense_weight, dense, lexical, width)
         dense_c = dense[candidates] if dense is not None else None
         lexical_c = lexical[candidates] if lexical is not None else None
-        fused = self._fuse(mode, dense_c, lexical_c)
         best = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for rank, j in enumerate(best, 1):
@@ -151,28 +152,6 @@ class Retriever:
         if not doc_ids:
             return np.arange(len(self.snapshot.chunks))
         return np.flatnonzero([c.doc_id in doc_ids for c in self.snapshot.chunks])
-
-    def _fuse(self, mode: str, dense: np.ndarray, lexical: np.ndarray | None) -> np.ndarray:
-        if mode == "dense":
-            return dense
-        if mode == "lexical":
-            return lexical
-        w = self.fusion.dense_weight
-        return w * _minmax(dense) + (1 - w) * _minmax(lexical)
-
-
-def _top(values: np.ndarray, width: int, positive: bool = False) -> np.ndarray:
-    """Indices of the ``width`` largest values (only positive ones when asked)."""
-    width = min(width, len(values))
-    top = np.argpartition(-values, width - 1)[:width]
-    return top[values[top] > 0] if positive else top
-
-
-def _minmax(values: np.ndarray) -> np.ndarray:
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-9:
-        return np.zeros_like(values)
-    return (values - low) / (high - low)
 
 
 def _ms_since(started: float) -> float:

@@ -132,7 +132,7 @@ class Wendao:
     def answer_from(self, plan: QueryPlan, hits: list[SearchHit]) -> Answer:
         """Answer a planned query from its ranked passages (used by ask and by evaluation)."""
         started = time.perf_counter()
-        answer = build_answer(plan.text, hits[: self.answering.passages], self.snapshot().lexical, self.answering)
+        answer = build_answer(plan.text, hits[: self.answering.passages], self.answering)
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
         return answer
 

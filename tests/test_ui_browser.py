@@ -1,0 +1,230 @@
+"""The real page in headless Debian Chromium: ask, cite, view the source, upload, evaluate.
+
+Every request the page makes is routed through a check: anything not addressed to the local
+server is aborted and recorded, and each test fails if there was any (the app must work with the
+network cut off). Each test saves a screenshot under artifacts/ui/.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+
+import ui_harness
+from ui_harness import screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+QUESTION = "崇州市职教中心2023年引进了多少名企业工程师？"
+FACT = "58名"
+SEED_DOCS = {
+    "000_9f677896c333216d.txt",
+    "001_ec1205a029dd3c90.txt",
+    "002_8dac70a763d0f45c.txt",
+    "003_8ebe793d199c5cdb.txt",
+    "004_62d3cd685e80b562.txt",
+}
+WAIT_MS = 120_000  # first questions after start-up, and ingests, take a while on two cores
+
+
+@pytest.fixture(scope="session")
+def server(seed_kb_dir, embedder, tmp_path_factory):
+    yield ui_harness.shared_server(seed_kb_dir, tmp_path_factory.mktemp("ui-server"), embedder)
+    ui_harness.stop_server()
+
+
+@pytest.fixture(scope="session")  # session-scoped so it is set up (or skipped) before the server
+def browser():
+    chromium = ui_harness.require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=ui_harness.CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page on the app; requests anywhere but the local server are blocked and fail the test."""
+    local = urlsplit(server.url).netloc
+    outside: list[str] = []
+
+    def gate(route):
+        url = urlsplit(route.request.url)
+        if url.scheme in ("data", "blob") or url.netloc == local:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    context.route("**/*", gate)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.goto(server.url, wait_until="networkidle")
+    yield page
+    context.close()
+    assert not outside, f"the page tried to reach outside the local server: {outside}"
+
+
+def ask(page, question: str) -> None:
+    page.get_by_role("tab", name="问答").click()
+    page.fill("#wd-question textarea", question)
+    page.click("#wd-ask")
+
+
+def documents_listed(page) -> str:
+    page.get_by_role("tab", name="文档库").click()
+    return page.locator("#wd-documents").inner_text()
+
+
+def upload(page, component: str, paths: list[Path]) -> None:
+    """Choose files in a gr.File and wait until every one has finished uploading."""
+    page.locator(f"#{component} input[type=file]").set_input_files([str(p) for p in paths])
+    for path in paths:  # the download link appears once the server holds the file
+        page.locator(f'#{component} a[download="{path.name}"]').wait_for()
+
+
+def test_ask_shows_the_answer_and_citation_cards(page):
+    ask(page, QUESTION)
+    card = page.locator("#wd-cards .wd-card").first
+    card.wait_for()
+    answer = page.locator("#wd-answer .wd-answer")
+    assert answer.inner_text().strip()
+    assert page.locator("#wd-answer .wd-marker").count() >= 1
+    assert "用时" in page.locator("#wd-answer .wd-timings").inner_text()
+    passages = page.locator("#wd-cards .wd-passage").all_inner_texts()
+    assert any(FACT in text for text in passages)
+    assert page.locator("#wd-cards .wd-passage mark.answer").count() >= 1
+    assert page.locator("#wd-cards .wd-passage mark.term").count() >= 1
+    scores = card.locator(".wd-scores").inner_text()
+    assert "融合" in scores and "向量" in scores and "关键词" in scores
+    screenshot(page, "ask")
+
+
+def test_citation_opens_the_source_at_the_highlighted_span(page, server):
+    ask(page, QUESTION)
+    marker = page.locator("#wd-answer .wd-marker").first
+    marker.wait_for()
+    n = int(marker.inner_text().strip("[]"))
+    card_passage = page.locator(f"#wd-cite-{n} .wd-passage").inner_text()
+    marker.click()
+    viewer = page.frame(name="wd-source")
+    cited = viewer.locator("mark#cited")
+    cited.wait_for()
+    sentence = cited.inner_text()
+    assert sentence and sentence in card_passage
+    assert "answer" in cited.get_attribute("class")
+    # the whole document is shown, with the cited passage marked around the sentence
+    doc_id = page.locator(f"#wd-cite-{n}").get_attribute("data-doc")
+    document = server.service.snapshot().documents[doc_id]
+    assert len(viewer.locator(".doc").inner_text()) > len(card_passage)
+    assert sentence in document.text
+    screenshot(page, "source-viewer")
+    # 查看原文 on a card opens the same document with the passage highlighted
+    link = page.locator(f"#wd-cite-{n} .wd-open")
+    target = urljoin(server.url, link.get_attribute("href")).split("#")[0]
+    link.click()
+    viewer.wait_for_url(lambda url: url.split("#")[0] == target)
+    viewer.locator("mark.passage").first.wait_for()
+    assert document.title in viewer.locator("header h1").inner_text()
+
+
+def test_empty_question_shows_a_clear_message(page):
+    ask(page, "   ")
+    message = page.locator("#wd-answer .wd-error")
+    message.wait_for()
+    assert "不能为空" in message.inner_text()
+    assert page.locator("#wd-cards .wd-card").count() == 0
+    screenshot(page, "empty-question")
+
+
+def test_search_tab_ranks_passages_with_score_breakdown(page):
+    page.get_by_role("tab", name="检索").click()
+    page.fill("#wd-search-query textarea", "双师型教师")
+    page.locator("#wd-search-mode").get_by_text("关键词（BM25）").click()
+    page.click("#wd-search")
+    results = page.locator("#wd-search-results .wd-result")
+    results.first.wait_for()
+    assert results.count() == 10
+    assert "#1" in results.first.locator(".wd-n").inner_text()
+    assert "双师型" in results.first.locator(".wd-passage").inner_text()
+    assert results.first.locator("mark.term").count() >= 1
+    screenshot(page, "search")
+
+
+def test_upload_reports_each_file_and_the_new_document_is_cited(page, tmp_path):
+    from docx import Document as DocxDocument
+
+    good_txt = tmp_path / "qinghe_report.txt"
+    good_txt.write_text(
+        "青禾市智能制造职业学院年度报告\n\n一、基本情况\n\n"
+        "青禾市智能制造职业学院于2024年3月开设无人机应用技术专业，首批招收学生136名，"
+        "合作企业为青禾航空科技有限公司。\n\n二、下一步计划\n\n学院将继续扩大校企合作规模。\n",
+        encoding="utf-8",
+    )
+    good_docx = tmp_path / "qinghe_plan.docx"
+    docx = DocxDocument()
+    docx.add_heading("青禾市职业教育三年行动计划", level=1)
+    docx.add_paragraph("到2026年，青禾市将建成省级高水平实训基地4个，培育产教融合型企业15家。")
+    docx.save(good_docx)
+    unsupported = tmp_path / "setup.exe"
+    unsupported.write_bytes(bytes(range(256)) * 8)
+    binary_txt = tmp_path / "corrupt.txt"
+    binary_txt.write_bytes(b"\x00\x01\x02\xff\xfe" * 200)
+    before = documents_listed(page)
+
+    upload(page, "wd-upload", [good_txt, good_docx, unsupported, binary_txt])
+    page.click("#wd-ingest")
+    result = page.locator("#wd-library-result .wd-results")
+    result.wait_for()
+    for name in (good_txt.name, good_docx.name):
+        assert "已导入" in result.locator(f'tr[data-file="{name}"]').inner_text()
+    # the bad files are reported with the loader's reason (naming the type / what is wrong)
+    assert ".exe" in result.locator('tr.wd-status-failed[data-file="setup.exe"]').inner_text().split("失败：")[1]
+    assert "binary" in result.locator('tr.wd-status-failed[data-file="corrupt.txt"]').inner_text().split("失败：")[1]
+    page.wait_for_function("document.querySelector('#wd-documents').innerText.includes('qinghe_report.txt')")
+    listed = page.locator("#wd-documents").inner_text()
+    assert all(doc in listed for doc in SEED_DOCS | {good_txt.name, good_docx.name})
+    assert all(doc in listed for doc in SEED_DOCS) and all(doc in before for doc in SEED_DOCS)
+    screenshot(page, "library-upload")
+
+    ask(page, "青禾市智能制造职业学院的无人机专业首批招收了多少名学生？")
+    cited = page.locator(f'#wd-cards .wd-card[data-doc="{good_txt.name}"]')
+    cited.first.wait_for()
+    assert "136名" in cited.first.locator(".wd-passage").inner_text()
+    screenshot(page, "ask-uploaded")
+
+
+def test_evaluation_tab_runs_the_sample_queries(page):
+    page.get_by_role("tab", name="评测").click()
+    page.click("#wd-eval-run")
+    page.locator("#wd-eval-status .wd-info").wait_for()
+    metrics = page.locator("#wd-eval-metrics")
+    metrics.get_by_text("mrr@10").first.wait_for()
+    table = metrics.inner_text()
+    assert all(name in table for name in ("混合", "向量", "关键词", "recall@5", "ndcg@10"))
+    page.locator("#wd-eval-chart canvas, #wd-eval-chart svg").first.wait_for()
+    assert "个问题" in page.locator("#wd-eval-status").inner_text()
+    screenshot(page, "evaluate")
+
+
+def test_malformed_query_file_is_reported_and_nothing_is_lost(page, server, tmp_path):
+    before = set(server.service.snapshot().documents)
+    bad = tmp_path / "bad_queries.jsonl"
+    good_line = json.dumps({"id": "a", "question": "重庆有多少所技工院校？", "answers": ["51所"]}, ensure_ascii=False)
+    bad.write_text(good_line + "\n{not json\n", encoding="utf-8")
+    page.get_by_role("tab", name="评测").click()
+    page.locator("#wd-eval-source").get_by_text("上传查询文件").click()
+    upload(page, "wd-eval-upload", [bad])
+    page.click("#wd-eval-run")
+    error = page.locator("#wd-eval-status .wd-error")
+    error.wait_for()
+    assert "bad_queries.jsonl:2" in error.inner_text() and "JSON" in error.inner_text()
+    screenshot(page, "evaluate-bad-file")
+    assert set(server.service.snapshot().documents) == before
+    listed = documents_listed(page)
+    assert all(doc in listed for doc in before)

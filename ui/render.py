@@ -1,0 +1,176 @@
+"""HTML for answers, citation cards, search results and the source viewer.
+
+Pure functions of backend records, so the page and the tests see the same markup. Every piece of
+document text goes through ``html.escape``: documents are untrusted input.
+"""
+from __future__ import annotations
+
+import html
+from urllib.parse import urlencode
+
+from qa.answer import Answer, Citation, term_spans
+from qa.retrieve import SearchHit
+
+SOURCE_ROUTE = "wendao/source"  # relative, so the links work under any root path
+ASK_FRAME = "wd-source"  # the <iframe name> a tab's links load into (one viewer per tab)
+SEARCH_FRAME = "wd-source-search"
+
+TIMING_LABELS = {
+    "fold": "归一化",
+    "embed": "问题编码",
+    "lexical": "关键词检索",
+    "dense": "向量检索",
+    "fusion": "融合排序",
+    "answer": "抽取答案",
+    "total": "总计",
+}
+
+Spans = list[tuple[int, int]]
+
+
+def highlight(text: str, layers: dict[str, Spans], anchor: str | None = None) -> str:
+    """``text`` escaped, with each labelled span layer wrapped in ``<mark class="label">``.
+
+    Overlapping layers give one mark with both classes; the first mark of layer ``anchor`` gets
+    ``id="cited"`` so a link can scroll to it.
+    """
+    size = len(text)
+    cuts = {0, size}
+    for spans in layers.values():
+        cuts.update(min(max(p, 0), size) for span in spans for p in span)
+    bounds = sorted(cuts)
+    parts: list[str] = []
+    anchored = False
+    for start, end in zip(bounds, bounds[1:]):
+        piece = html.escape(text[start:end])
+        labels = [name for name, spans in layers.items() if any(s <= start and end <= e for s, e in spans)]
+        if not labels:
+            parts.append(piece)
+            continue
+        id_attr = ""
+        if anchor in labels and not anchored:
+            id_attr, anchored = ' id="cited"', True
+        parts.append(f'<mark class="{" ".join(labels)}"{id_attr}>{piece}</mark>')
+    return "".join(parts)
+
+
+def source_url(doc_id: str, start: int, end: int, spans: Spans, question: str = "") -> str:
+    """Link to the source viewer: the passage [start, end) with ``spans`` highlighted."""
+    query = {"doc": doc_id, "start": start, "end": end, "hl": ",".join(f"{s}-{e}" for s, e in spans)}
+    if question:
+        query["q"] = question
+    return f"{SOURCE_ROUTE}?{urlencode(query)}#cited"
+
+
+def _link(url: str, label: str, css: str, frame: str, title: str = "") -> str:
+    title_attr = f' title="{html.escape(title)}"' if title else ""
+    return f'<a class="{css}" href="{html.escape(url)}" target="{frame}"{title_attr}>{label}</a>'
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def scores_html(hit: SearchHit, dense_weight: float) -> str:
+    """The score breakdown: why this passage ranked where it did."""
+    lexical_weight = round(1 - dense_weight, 2)
+    explain = (
+        f"融合分 = {dense_weight:g}×向量分(本次候选内归一化) + {lexical_weight:g}×关键词分(归一化)；"
+        "仅用一种检索时融合分即该检索的分数"
+    )
+    return (
+        f'<div class="wd-scores" title="{html.escape(explain)}">'
+        f'<span class="wd-score wd-fused">融合 <b>{_fmt(hit.score)}</b></span>'
+        f'<span class="wd-score wd-dense">向量 <b>{_fmt(hit.dense)}</b></span>'
+        f'<span class="wd-score wd-lexical">关键词 BM25 <b>{_fmt(hit.lexical, 2)}</b></span>'
+        "</div>"
+    )
+
+
+def _heading(hit: SearchHit) -> str:
+    return f'<div class="wd-heading">{html.escape(hit.chunk.heading)}</div>' if hit.chunk.heading else ""
+
+
+def passage_html(hit: SearchHit, question: str, answer_spans: Spans = ()) -> str:
+    """The passage with the answer sentences and the question's terms marked."""
+    base = hit.chunk.start
+    layers = {
+        "answer": [(s - base, e - base) for s, e in answer_spans],
+        "term": term_spans(hit.chunk.text, question),
+    }
+    return f'<div class="wd-passage">{highlight(hit.chunk.text, layers)}</div>'
+
+
+def citation_card(citation: Citation, question: str, dense_weight: float) -> str:
+    hit = citation.hit
+    url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, citation.spans, question)
+    return (
+        f'<div class="wd-card" id="wd-cite-{citation.n}" data-doc="{html.escape(hit.chunk.doc_id)}">'
+        f'<div class="wd-card-head"><span class="wd-n">[{citation.n}]</span>'
+        f'<span class="wd-title">{html.escape(hit.document.title or hit.chunk.doc_id)}</span>'
+        f'<span class="wd-doc-id">{html.escape(hit.chunk.doc_id)}</span></div>'
+        f"{_heading(hit)}{passage_html(hit, question, citation.spans)}"
+        f'<div class="wd-card-foot">{scores_html(hit, dense_weight)}'
+        f'{_link(url, "查看原文", "wd-open", ASK_FRAME)}</div></div>'
+    )
+
+
+def answer_html(answer: Answer, abstain_below: float) -> str:
+    """The answer with a clickable [n] after each sentence, or an explicit abstention."""
+    if answer.abstained:
+        return (
+            '<div class="wd-abstain"><b>无法回答</b>：知识库中没有找到足够可靠的依据'
+            f"（置信度 {answer.confidence:.2f}，低于回答阈值 {abstain_below:.2f}）。"
+            "可以换一种说法，或到“检索”页查看最接近的段落。</div>"
+        )
+    number = {c.hit.chunk.chunk_id: c.n for c in answer.citations}
+    parts = []
+    for sentence in answer.sentences:
+        hit = sentence.hit
+        n = number[hit.chunk.chunk_id]
+        url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, [(sentence.start, sentence.end)], answer.question)
+        parts.append(html.escape(sentence.text) + _link(url, f"[{n}]", "wd-marker", ASK_FRAME, f"查看引用 {n} 的原文"))
+    return (
+        f'<div class="wd-answer">{"".join(parts)}</div>'
+        f'<div class="wd-meta">置信度 {answer.confidence:.2f} · 引用 {len(answer.citations)} 处</div>'
+    )
+
+
+def timings_html(timings_ms: dict[str, float]) -> str:
+    items = [f"{TIMING_LABELS.get(name, name)} {value:.0f} ms" for name, value in timings_ms.items()]
+    return f'<div class="wd-timings">用时：{" · ".join(items)}</div>' if items else ""
+
+
+def cards_html(answer: Answer, dense_weight: float) -> str:
+    if not answer.citations:
+        return ""
+    cards = "".join(citation_card(c, answer.question, dense_weight) for c in answer.citations)
+    return f'<div class="wd-cards">{cards}</div>'
+
+
+def search_results_html(query: str, hits: list[SearchHit], dense_weight: float, timings_ms: dict[str, float]) -> str:
+    if not hits:
+        return '<div class="wd-empty">没有找到匹配的段落。</div>' + timings_html(timings_ms)
+    cards = []
+    for hit in hits:
+        url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, [], query)
+        cards.append(
+            f'<div class="wd-card wd-result" data-doc="{html.escape(hit.chunk.doc_id)}">'
+            f'<div class="wd-card-head"><span class="wd-n">#{hit.rank}</span>'
+            f'<span class="wd-title">{html.escape(hit.document.title or hit.chunk.doc_id)}</span>'
+            f'<span class="wd-doc-id">{html.escape(hit.chunk.doc_id)}</span></div>'
+            f"{_heading(hit)}{passage_html(hit, query)}"
+            f'<div class="wd-card-foot">{scores_html(hit, dense_weight)}'
+            f'{_link(url, "查看原文", "wd-open", SEARCH_FRAME)}</div></div>'
+        )
+    return timings_html(timings_ms) + f'<div class="wd-cards">{"".join(cards)}</div>'
+
+
+def message_html(text: str, kind: str = "error") -> str:
+    """A visible notice in place of a result (``kind``: error, info)."""
+    return f'<div class="wd-notice wd-{kind}">{html.escape(text)}</div>'
+
+
+def viewer_frame_html(frame: str) -> str:
+    """The source viewer: citation links load into this frame by its name."""
+    return f'<iframe name="{frame}" class="wd-viewer" src="{SOURCE_ROUTE}" title="原文"></iframe>'
