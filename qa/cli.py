@@ -15,6 +15,7 @@ from rich.table import Table
 from corpus.errors import IngestError
 from corpus.loaders import DEFAULT_MAX_MB
 from index.ingest import IngestReport
+from index.model import ModelNotFoundError
 from index.store import KnowledgeBaseError
 from qa.cli_model import model_app
 from qa.jsonl import read_jsonl
@@ -42,11 +43,12 @@ def _friendly_errors() -> Iterator[None]:
     """Known failures become one clear line and exit status 2, not a traceback."""
     try:
         yield
-    except (QueryError, KnowledgeBaseError, IngestError, FileNotFoundError, ValueError) as error:
+    except (QueryError, KnowledgeBaseError, IngestError, ModelNotFoundError, ValueError) as error:
         errors.print(f"[bold red]error:[/] {error}", highlight=False)
         raise typer.Exit(2)
-    except RuntimeError as error:  # ModelNotFoundError and friends carry their own fix
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+    except OSError as error:  # disk full, permission denied under --kb, a missing --queries file
+        where = f"{error.filename}: " if error.filename else ""
+        errors.print(f"[bold red]error:[/] {where}{error.strerror or error}", highlight=False)
         raise typer.Exit(2)
 
 
@@ -106,7 +108,7 @@ def ingest(
     Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
     """
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        report = _service(kb, model).ingestor().ingest_paths(paths, progress, max_bytes=int(max_mb * 1_000_000))
+        report = _service(kb, model).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)

@@ -49,11 +49,21 @@ def _tmm(weight: float, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
     return weight * _minmax(dense) + (1 - weight) * _max_scaled(lexical)
 
 
+DENSE_FLOOR = 0.75  # e5 cosines of unrelated Chinese texts sit near here
+
+
+def _fixed(weight: float, dense: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """Cosine is comparable across queries, so it keeps its absolute scale (a flat dense list
+    stays flat); BM25 is not, so it is scaled by the query's best score."""
+    return weight * (dense - DENSE_FLOOR) / (1 - DENSE_FLOOR) + (1 - weight) * _max_scaled(lexical)
+
+
 FUSIONS = {
     "lexical": lambda weight, dense, lexical: lexical,
     "dense": lambda weight, dense, lexical: dense,
     "minmax": _convex(_minmax),
     "tmm": _tmm,
+    "fixed": _fixed,
     "zscore": _convex(_zscore),
     "rrf": _convex(_rrf),
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from corpus.chunking import ChunkSettings
+from corpus.loaders import DEFAULT_MAX_BYTES
 from corpus.pipeline import seed_paths
 from index.embedder import Embedder, load_embedder
 from index.ingest import EMBED_TEMPLATE, FOLD_VERSION, IngestReport, Ingestor, Progress
@@ -21,7 +22,7 @@ from index.lexical import TOKENIZER_VERSION
 from index.model import DEFAULT_MODEL
 from index.store import FORMAT_VERSION, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
 from qa.answer import Answer, AnswerSettings, build_answer
-from qa.retrieve import FusionSettings, QueryPlan, Retriever, SearchHit
+from qa.retrieve import FusionSettings, QueryPlan, Retriever, SearchHit, normalise_query
 
 KB_ENV = "WENDAO_KB"
 
@@ -118,6 +119,7 @@ class Wendao:
     def search(
         self, query: str, mode: str = "hybrid", k: int = 10, doc_ids: set[str] | None = None
     ) -> tuple[list[SearchHit], QueryPlan]:
+        normalise_query(query)  # an empty query fails before the model is loaded
         retriever = self.retriever()
         plan = retriever.plan(query, need_vector=mode != "lexical")
         return retriever.search(plan, mode=mode, k=k, doc_ids=doc_ids), plan
@@ -137,8 +139,10 @@ class Wendao:
         return answer
 
     # -- library ---------------------------------------------------------------------------
-    def ingest(self, paths: list[Path], progress: Progress | None = None) -> IngestReport:
-        return self.ingestor().ingest_paths(paths, progress)
+    def ingest(
+        self, paths: list[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> IngestReport:
+        return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes)
 
     def remove(self, doc_ids: list[str]) -> IngestReport:
         return self.ingestor().remove(doc_ids)

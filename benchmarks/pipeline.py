@@ -1,0 +1,113 @@
+"""Ingest throughput and per-stage query latency, on the bundled corpus and a shared set.
+
+    python benchmarks/pipeline.py                         # bundled corpus + DuReader (largest set)
+    python benchmarks/pipeline.py --sets seeds --ingest-runs 3 --queries 100
+
+Ingest: a fresh knowledge base is built from the documents (load, clean, chunk, embed,
+index, atomic write) ``--ingest-runs`` times; chunks per second, median of the runs.
+Queries: ``wendao ask`` in hybrid mode over the set's questions; median and p95 per stage
+(fold, embed, lexical, dense, fusion, answer) and the ratio of everything but the query
+embedding to the embedding. Prints JSON, then a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
+from index.embedder import load_embedder  # noqa: E402
+from qa.evaluate import build_beir_kb, load_beir, load_queries  # noqa: E402
+from qa.service import Wendao  # noqa: E402
+
+EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
+STAGES = ("fold", "embed", "lexical", "dense", "fusion", "answer")
+
+
+def ingest_once(name: str, embedder, folder: Path) -> tuple[float, int]:
+    """Seconds and chunks for one fresh ingest of the set's documents."""
+    kb = folder / "kb"
+    shutil.rmtree(kb, ignore_errors=True)
+    service = Wendao(kb_dir=kb, embedder=embedder)
+    started = time.perf_counter()
+    if name == "seeds":
+        report = service.ingest(seed_paths())
+    else:
+        corpus, _ = load_beir(EVALDATA / name)
+        build_beir_kb(service, corpus)
+        report = None
+    seconds = time.perf_counter() - started
+    chunks = report.chunks if report else len(service.snapshot().chunks)
+    return seconds, chunks
+
+
+def questions(name: str, limit: int) -> list[str]:
+    if name == "seeds":
+        return [q.question for q in load_queries(sample_queries_path())][:limit]
+    _, queries = load_beir(EVALDATA / name)
+    return [q.question for q in queries][:limit]
+
+
+def query_latency(service: Wendao, texts: list[str]) -> dict[str, dict[str, float]]:
+    """Median and p95 (ms) per stage; the first question warms up and is not counted."""
+    service.ask(texts[0])
+    per_stage: dict[str, list[float]] = {stage: [] for stage in (*STAGES, "total")}
+    for text in texts[1:]:
+        timings = service.ask(text).timings_ms
+        for stage in per_stage:
+            per_stage[stage].append(timings.get(stage, 0.0))
+    rest = [sum(t for s, t in zip(STAGES, values) if s != "embed") for values in zip(*(per_stage[s] for s in STAGES))]
+    per_stage["all but embed"] = rest
+    return {
+        stage: {"median": round(statistics.median(v), 3), "p95": round(float(np.percentile(v, 95)), 3)}
+        for stage, v in per_stage.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", default="seeds,dureader_demo/search")
+    parser.add_argument("--ingest-runs", type=int, default=3, help="fresh ingests of the bundled corpus")
+    parser.add_argument("--large-ingest-runs", type=int, default=1, help="fresh ingests of a shared set")
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    embedder = load_embedder()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.sets.split(","):
+            if name != "seeds" and not (EVALDATA / name).is_dir():
+                print(f"skipping {name}: not present", file=sys.stderr)
+                continue
+            runs = [ingest_once(name, embedder, Path(tmp)) for _ in range(args.ingest_runs if name == "seeds" else args.large_ingest_runs)]
+            chunks = runs[0][1]
+            speeds = [chunks / seconds for seconds, _ in runs]
+            service = Wendao(kb_dir=Path(tmp) / "kb", embedder=embedder)
+            latency = query_latency(service, questions(name, args.queries + 1))
+            embed = latency["embed"]["median"]
+            results[name] = {
+                "ingest": {"chunks": chunks, "runs": len(runs), "seconds": [round(s, 2) for s, _ in runs],
+                           "chunks_per_s_median": round(statistics.median(speeds), 2)},
+                "query_ms": latency,
+                "rest_over_embed": round(latency["all but embed"]["median"] / embed, 4) if embed else None,
+            }
+    print(json.dumps(results, ensure_ascii=False, indent=1))
+    for name, row in results.items():
+        ingest = row["ingest"]
+        print(f"\n{name}: ingest {ingest['chunks']} chunks, {ingest['chunks_per_s_median']} chunks/s "
+              f"(median of {ingest['runs']}); all-but-embedding / embedding = {row['rest_over_embed']}")
+        print(f"{'stage':<14} | {'median ms':>10} | {'p95 ms':>10}")
+        for stage, value in row["query_ms"].items():
+            print(f"{stage:<14} | {value['median']:>10.2f} | {value['p95']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
