@@ -28,6 +28,7 @@ from index.lexical import DEFAULT_SCHEME, SCHEMES, LexicalIndex, tokenize_folded
 from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
 from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
 from qa.fusion import FUSIONS, fuse  # noqa: E402
+from qa.retrieve import FusionSettings  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
@@ -68,13 +69,16 @@ def _scores(name: str, service: Wendao, queries: list[EvalQuery], schemes: list[
         position = {d: i for i, d in enumerate(snapshot.documents)}
         unit_of_chunk = np.array([position[c.doc_id] for c in chunks])
         relevant = [{position.get(d, -1) for d in q.relevant} for q in queries]
-    dense = [snapshot.embeddings @ vector for vector in vectors]
+    dense = [np.maximum.reduceat(snapshot.embeddings @ vector, snapshot.unit_starts) for vector in vectors]
     lexical: dict[str, list[np.ndarray]] = {}
     for spec in schemes:
         variant = LexicalVariant.parse(spec)
+        titles = {d: doc.title for d, doc in snapshot.documents.items()} if variant.title else {}
         index = LexicalIndex.build(
-            [tokenize_folded(fold(f"{c.heading}\n{c.text}"), variant.scheme) for c in chunks], k1=variant.k1, b=variant.b
-        )
+            [tokenize_folded(fold(f"{titles.get(c.doc_id, '')}\n{c.heading}\n{c.text}"), variant.scheme) for c in chunks],
+            k1=variant.k1,
+            b=variant.b,
+        )  # with :title this is index.ingest.lexical_tokens, the product's tokens
         lexical[spec] = [index.scores(variant.query_tokens(q.question)) for q in queries]
     return SetScores(name, queries, unit_of_chunk, relevant, dense, lexical)
 
@@ -87,6 +91,7 @@ class LexicalVariant:
     k1: float = 0.9
     b: float = 0.4
     stop: bool = False  # drop question words (什么, 多少, ...) from the query
+    title: bool = False  # index each chunk with its document's title
 
     @classmethod
     def parse(cls, spec: str) -> "LexicalVariant":
@@ -94,7 +99,7 @@ class LexicalVariant:
         values: dict = {}
         for option in filter(None, options.split(":")):
             key, _, value = option.partition("=")
-            values[key] = True if key == "stop" else float(value)
+            values[key] = True if key in ("stop", "title") else float(value)
         return cls(scheme, **values)
 
     def query_tokens(self, question: str) -> list[str]:
@@ -116,7 +121,7 @@ def load_set(folder: Path, limit: int | None, schemes: list[str], simplify_queri
         converter = opencc.OpenCC("t2s")
         queries = [replace(q, question=converter.convert(q.question)) for q in queries]
     service = Wendao(kb_dir=beir_kb_dir(folder, service_chunk_size(), "multilingual-e5-small"))
-    build_beir_kb(service, corpus, progress=True)
+    build_beir_kb(service, corpus)
     suffix = " (queries in Simplified)" if simplify_queries else ""
     return _scores(folder.relative_to(EVALDATA).as_posix() + suffix, service, queries, schemes, by_chunk=False)
 
@@ -149,11 +154,12 @@ def _query_vectors(service: Wendao, retriever, queries: list[EvalQuery]) -> np.n
     return vectors
 
 
-def metrics(scores: SetScores, method: str, weight: float, scheme: str) -> dict[str, float]:
+def metrics(scores: SetScores, method: str, weight: float | str, scheme: str) -> dict[str, float]:
     """MRR@10, nDCG@10 and hit@5 over units ranked where their best chunk ranks."""
     rr, ndcg, hit5 = [], [], []
-    for relevant, dense, lexical in zip(scores.relevant, scores.dense, scores.lexical[scheme]):
-        candidates, fused = fuse(method, weight, dense, lexical, CANDIDATES)
+    for query, relevant, dense, lexical in zip(scores.queries, scores.relevant, scores.dense, scores.lexical[scheme]):
+        dense_weight = FusionSettings().weight_for(query.question) if weight == "auto" else weight
+        candidates, fused = fuse(method, dense_weight, dense, lexical, CANDIDATES)
         order = candidates[np.argsort(-fused, kind="stable")]
         ranked: list[int] = []
         for unit in scores.unit_of_chunk[order]:
@@ -176,12 +182,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(SETS))
     parser.add_argument("--methods", default=",".join(FUSIONS))
-    parser.add_argument("--weights", default="0.2,0.3,0.4,0.5,0.6,0.7")
-    parser.add_argument("--schemes", default=DEFAULT_SCHEME, help=f"lexical tokenizers: {', '.join(SCHEMES)}")
+    parser.add_argument("--weights", default="0.3,0.4,0.5,0.6,0.7,auto",
+                        help="dense weights; 'auto' is the product's query-length rule (FusionSettings)")
+    parser.add_argument("--schemes", default=f"{DEFAULT_SCHEME}/stop:title", help=f"lexical tokenizers: {', '.join(SCHEMES)}")
     parser.add_argument("--limit", type=int, default=None, help="first N queries of each set")
     parser.add_argument("--cross-script", action="store_true", help="also DRCD with Simplified queries")
     args = parser.parse_args()
-    weights = [float(w) for w in args.weights.split(",")]
+    weights = [w if w == "auto" else float(w) for w in args.weights.split(",")]
     methods = args.methods.split(",")
     schemes = args.schemes.split(",")
     loaded = []
@@ -207,7 +214,7 @@ def main() -> None:
                 if method in ("lexical", "dense"):
                     continue
                 for weight in weights:
-                    row[f"{prefix}{method}@{weight:g}"] = metrics(scores, method, weight, scheme)
+                    row[f"{prefix}{method}@{weight}"] = metrics(scores, method, weight, scheme)
     print(json.dumps(results, ensure_ascii=False, indent=1))
     columns = list(next(iter(results.values())).keys()) if results else []
     print("\nMRR@10".ljust(28) + "".join(f" | {name[:24]:>24}" for name in results))

@@ -15,6 +15,12 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from corpus.clean import Block
 from corpus.records import Chunk
+from corpus.sentences import sentence_spans
+
+
+# Bump whenever cleaning, chunk boundaries, headings or sentence units change: knowledge bases
+# record it, and one built by another version asks for `wendao reindex`.
+CHUNKER_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -274,6 +280,7 @@ def chunk_document(doc_id: str, text: str, blocks: list[Block], settings: ChunkS
                 end=end,
                 text=text[start:end],
                 heading=item["heading"],
+                sentences=sentence_spans(text, start, end),
             )
         )
     return chunks

@@ -35,6 +35,10 @@ class Chunk:
     end: int
     text: str
     heading: str = ""
+    sentences: list[tuple[int, int]] = field(default_factory=list)  # offsets in the document text
+
+    def __post_init__(self) -> None:
+        self.sentences = [tuple(span) for span in self.sentences]  # JSON gives lists
 
 
 @dataclass

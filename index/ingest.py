@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from corpus.chunking import ChunkSettings
+from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, iter_supported_files, supported_list
@@ -24,7 +24,7 @@ from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
 
 FOLD_VERSION = "opencc-t2s+width+lower-1"
-EMBED_TEMPLATE = "{title} > {heading}\n{text}"
+EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
 
 Progress = Callable[[str, int, int], None]
@@ -62,17 +62,24 @@ def index_settings(embedder: Embedder, chunking: ChunkSettings) -> IndexSettings
         tokenizer_version=TOKENIZER_VERSION,
         chunk_size=chunking.size,
         chunk_overlap=chunking.overlap,
+        chunker_version=CHUNKER_VERSION,
         embed_template=EMBED_TEMPLATE,
     )
 
 
-def embedding_text(document: Document, chunk: Chunk) -> str:
-    """What the dense model sees: folded title and heading path give a passage its context."""
-    return fold(EMBED_TEMPLATE.format(title=document.title, heading=chunk.heading, text=chunk.text))
+def embedding_texts(document: Document, chunk: Chunk) -> list[str]:
+    """What the dense model sees, one text per sentence unit: the folded sentence with the
+    title and heading path in front, so that "目标是什么" still knows whose goal it is."""
+    return [
+        fold(EMBED_TEMPLATE.format(title=document.title, heading=chunk.heading, sentence=document.text[start:end]))
+        for start, end in chunk.sentences
+    ]
 
 
-def lexical_tokens(chunk: Chunk) -> list[str]:
-    return tokenize_folded(fold(f"{chunk.heading}\n{chunk.text}"))
+def lexical_tokens(document: Document, chunk: Chunk) -> list[str]:
+    """BM25 tokens of a chunk with its document title and heading path: a question naming
+    the document's subject (衢州, 崇州) and a detail only the chunk has should match both."""
+    return tokenize_folded(fold(f"{document.title}\n{chunk.heading}\n{chunk.text}"))
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
@@ -216,11 +223,11 @@ class Ingestor:
             documents = {k: v for k, v in snapshot.documents.items() if k not in replaced}
             keep = [i for i, c in enumerate(snapshot.chunks) if c.doc_id not in replaced]
             chunks = [snapshot.chunks[i] for i in keep]
-            kept_vectors = snapshot.embeddings[keep]
+            kept_vectors = snapshot.embeddings[[row for i in keep for row in snapshot.unit_rows(i)]]
         new_chunks = [c for p in upserts for c in p.chunks]
         for prepared in upserts:
             documents[prepared.document.doc_id] = prepared.document
-        new_vectors = self._encode([embedding_text(documents[c.doc_id], c) for c in new_chunks], progress)
+        new_vectors = self._encode([t for c in new_chunks for t in embedding_texts(documents[c.doc_id], c)], progress)
         chunks += new_chunks
         if progress:
             progress("index", 0, 1)
@@ -229,7 +236,7 @@ class Ingestor:
             documents,
             chunks,
             np.vstack([kept_vectors, new_vectors]),
-            [lexical_tokens(c) for c in chunks],
+            [lexical_tokens(documents[c.doc_id], c) for c in chunks],
         )
         if progress:
             progress("index", 1, 1)

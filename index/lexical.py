@@ -47,7 +47,7 @@ SCHEMES = {
     "uni+bi+jieba": lambda folded: _char_grams(folded) + _jieba_words(folded),
 }
 DEFAULT_SCHEME = "uni+bi"
-TOKENIZER_VERSION = f"{DEFAULT_SCHEME}-1"
+TOKENIZER_VERSION = f"{DEFAULT_SCHEME}-2"  # 2: chunks are indexed with their document title
 
 
 def tokenize_folded(folded: str, scheme: str = DEFAULT_SCHEME) -> list[str]:

@@ -23,7 +23,7 @@ from corpus.records import Chunk, Document
 from index.dense import DenseIndex
 from index.lexical import LexicalIndex
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one vector per sentence unit (Chunk.sentences), not per chunk
 POINTER = "CURRENT"
 
 
@@ -41,6 +41,7 @@ class IndexSettings:
     tokenizer_version: str
     chunk_size: int
     chunk_overlap: int
+    chunker_version: str
     embed_template: str
     format_version: int = FORMAT_VERSION
 
@@ -54,7 +55,11 @@ class IndexSettings:
 
 @dataclass
 class Snapshot:
-    """One generation of the knowledge base, loaded into memory."""
+    """One generation of the knowledge base, loaded into memory.
+
+    ``embeddings`` has one row per sentence unit, chunk after chunk in order: the rows of
+    chunk ``i`` are ``unit_rows(i)``.
+    """
 
     settings: IndexSettings
     documents: dict[str, Document]
@@ -63,6 +68,15 @@ class Snapshot:
     dense: DenseIndex
     lexical: LexicalIndex
     generation: str
+
+    def __post_init__(self) -> None:
+        counts = np.array([len(c.sentences) for c in self.chunks], dtype=np.int64)
+        self.unit_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
+        self.unit_chunk = np.repeat(np.arange(len(self.chunks)), counts)
+
+    def unit_rows(self, position: int) -> range:
+        start = int(self.unit_starts[position])
+        return range(start, start + len(self.chunks[position].sentences))
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         return [c for c in self.chunks if c.doc_id == doc_id]
@@ -100,8 +114,11 @@ class KnowledgeBaseStore:
         documents = _read_documents(folder)
         chunks = [Chunk(**c) for c in _read_jsonl(folder / "chunks.jsonl")]
         embeddings = np.load(folder / "embeddings.npy")
-        if len(embeddings) != len(chunks):
-            raise KnowledgeBaseError(f"{folder}: {len(chunks)} chunks but {len(embeddings)} vectors; run `wendao reindex --kb {self.root}`")
+        units = sum(len(c.sentences) for c in chunks)
+        if len(embeddings) != units or any(not c.sentences for c in chunks):
+            raise KnowledgeBaseError(
+                f"{folder}: {units} sentence units but {len(embeddings)} vectors; run `wendao reindex --kb {self.root}`"
+            )
         return Snapshot(
             settings=settings,
             documents=documents,
@@ -159,7 +176,10 @@ class KnowledgeBaseStore:
         previous = self._pointer_target()
         staging = self.root / f".staging-{name}"
         staging.mkdir()
-        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(len(chunks), settings.dimension)
+        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, settings.dimension)
+        units = sum(len(c.sentences) for c in chunks)
+        if len(embeddings) != units:
+            raise ValueError(f"{units} sentence units but {len(embeddings)} vectors")
         _write_jsonl(staging / "documents.jsonl", (asdict(d) for d in documents.values()))
         _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
         np.save(staging / "embeddings.npy", embeddings)

@@ -16,7 +16,6 @@ from corpus.folding import fold
 from qa.retrieve import SearchHit
 from qa.terms import query_terms
 
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*[”’」』）)]*")
 _NUMBER_QUESTION = re.compile(r"多少|几[个家项所人名年次倍万亿天]|比例|比率|占比|百分之|多大|多长|多高|数量|规模|金额|率是")
 _TIME_QUESTION = re.compile(r"哪一?年|何时|什么时候|哪一?天|日期|时间|几月|多久|多长时间")
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个家项所名人次倍%％]")
@@ -34,10 +33,13 @@ class AnswerSettings:
     max_sentences: int = 3
     follow_ratio: float = 0.75  # a further sentence must score this share of the best one
     min_chars: int = 6
-    missing_type_penalty: float = 0.6  # asked for a number/time, sentence has none
-    dense_band: tuple[float, float] = (0.78, 0.92)
+    sentence_words: float = 0.4  # share of the question's words in the sentence (and its headings)
+    sentence_meaning: float = 0.15  # the sentence's own cosine to the question
+    passage_words: float = 0.1  # share of the question's words in the whole passage
+    missing_type_penalty: float = 0.8  # asked for a number/time, sentence has none
+    dense_band: tuple[float, float] = (0.83, 0.94)  # best-sentence cosines of off- and on-topic questions
     dense_share: float = 0.7
-    abstain_below: float = 0.57
+    abstain_below: float = 0.41
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Sentence:
     start: int  # offsets into the document's original text
     end: int
     text: str
+    dense: float | None = None  # cosine between the question and this sentence's vector
     score: float = 0.0
     coverage: float = 0.0
 
@@ -69,16 +72,13 @@ class Answer:
 
 
 def split_sentences(hit: SearchHit) -> list[Sentence]:
-    """Sentences of a passage with offsets into the original document."""
-    base = hit.chunk.start
-    out = []
-    for match in _SENTENCE.finditer(hit.chunk.text):
-        text = match.group().strip()
-        if not text:
-            continue
-        local = match.start() + match.group().index(text)
-        out.append(Sentence(hit=hit, start=base + local, end=base + local + len(text), text=text))
-    return out
+    """The passage's sentence units (``Chunk.sentences``), with their cosine when known."""
+    text, base = hit.chunk.text, hit.chunk.start
+    cosines = hit.sentence_dense or [None] * len(hit.chunk.sentences)
+    return [
+        Sentence(hit=hit, start=start, end=end, text=text[start - base : end - base], dense=cosine)
+        for (start, end), cosine in zip(hit.chunk.sentences, cosines)
+    ]
 
 
 def wants(question_folded: str) -> tuple[bool, bool]:
@@ -110,7 +110,13 @@ def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettin
                 continue
             folded = fold(sentence.text)
             sentence.coverage = terms.coverage(f"{context}\n{folded}")
-            score = 0.6 * sentence.coverage + 0.25 * passage + 0.15 * passage_weight
+            meaning = _band(sentence.dense, settings.dense_band) if sentence.dense is not None else sentence.coverage
+            score = (
+                settings.sentence_words * sentence.coverage
+                + settings.sentence_meaning * meaning
+                + settings.passage_words * passage
+                + (1 - settings.sentence_words - settings.sentence_meaning - settings.passage_words) * passage_weight
+            )
             if want_number and not _HAS_NUMBER.search(folded):
                 score *= settings.missing_type_penalty
             if want_time and not _HAS_TIME.search(folded):
@@ -140,9 +146,13 @@ def passage_confidence(question: str, hits: list[SearchHit], settings: AnswerSet
     dense = max((h.dense for h in top if h.dense is not None), default=None)
     if dense is None:
         return coverage
-    low, high = settings.dense_band
-    dense_part = float(np.clip((dense - low) / (high - low), 0.0, 1.0))
-    return settings.dense_share * dense_part + (1 - settings.dense_share) * coverage
+    return settings.dense_share * _band(dense, settings.dense_band) + (1 - settings.dense_share) * coverage
+
+
+def _band(cosine: float, band: tuple[float, float]) -> float:
+    """e5 cosines live in a narrow band; map it onto [0, 1]."""
+    low, high = band
+    return float(np.clip((cosine - low) / (high - low), 0.0, 1.0))
 
 
 def build_answer(question: str, hits: list[SearchHit], settings: AnswerSettings | None = None) -> Answer:

@@ -31,11 +31,15 @@ errors = Console(stderr=True)
 KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (default: $WENDAO_KB or the user data folder).")
 ModelOption = typer.Option(None, "--model", help="sentence-transformers model name or folder (default: the knowledge base's, else multilingual-e5-small).")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of text.")
+NetworkOption = typer.Option(
+    False, "--allow-network",
+    help="Allow downloading a --model that is not on this machine (never needed for the default). Same as WENDAO_ALLOW_NETWORK=1.",
+)
 QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
 
 
-def _service(kb: Optional[Path], model: Optional[str]) -> Wendao:
-    return Wendao(kb_dir=kb, model=model)
+def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False) -> Wendao:
+    return Wendao(kb_dir=kb, model=model, allow_network=allow_network)
 
 
 @contextmanager
@@ -44,11 +48,11 @@ def _friendly_errors() -> Iterator[None]:
     try:
         yield
     except (QueryError, KnowledgeBaseError, IngestError, ModelNotFoundError, ValueError) as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     except OSError as error:  # disk full, permission denied under --kb, a missing --queries file
         where = f"{error.filename}: " if error.filename else ""
-        errors.print(f"[bold red]error:[/] {where}{error.strerror or error}", highlight=False)
+        errors.print(f"[bold red]error:[/] {where}{error.strerror or error}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -85,14 +89,19 @@ def _print_report(report: IngestReport) -> None:
         errors.print(f"[red]failed:[/] {result.source}: {result.reason}", highlight=False, soft_wrap=True)
 
 
-def _read_queries(path: Path) -> list[dict]:
-    """``--queries`` rows: each needs a "question" (or "text") string."""
+def _read_queries(path: Path) -> list[tuple[object, str]]:
+    """``--queries`` rows as (id, question); each needs a "question" (or "text") string."""
     rows = []
     for number, row in read_jsonl(path):
-        if not isinstance(row.get("question", row.get("text")), str):
+        question = row.get("question", row.get("text"))
+        if not isinstance(question, str):
             raise ValueError(f'{path}:{number}: expected an object with a "question" string')
-        rows.append(row)
+        rows.append((row.get("id", row.get("_id", number)), question))
     return rows
+
+
+def _print_json_line(query_id: object, result: dict) -> None:
+    print(json.dumps({"id": query_id, **result}, ensure_ascii=False), flush=True)
 
 
 @app.command()
@@ -101,6 +110,7 @@ def ingest(
     paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx)."),
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
+    allow_network: bool = NetworkOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
 ) -> None:
     """Add or update documents; unchanged files are skipped, failures are listed and the rest go on.
@@ -108,7 +118,7 @@ def ingest(
     Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
     """
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        report = _service(kb, model).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
+        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -122,10 +132,10 @@ def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wend
 
 
 @app.command()
-def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption) -> None:
+def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        service = _service(kb, model)
+        service = _service(kb, model, allow_network)
         service.ensure_built()
         report = service.reindex(progress)
     _print_report(report)
@@ -165,17 +175,21 @@ def search(
     queries: Optional[Path] = QueriesOption,
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
+    allow_network: bool = NetworkOption,
 ) -> None:
     """Ranked passages with their dense and lexical scores."""
     with _friendly_errors():
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-        service = _service(kb, model)
+        service = _service(kb, model, allow_network)
         if queries:
-            for row in _read_queries(queries):
-                text = row.get("question", row.get("text"))
-                hits, _ = service.search(text, mode=mode, k=k, doc_ids=set(doc or []))
-                print(json.dumps({"id": row.get("id", row.get("_id")), **search_json(text, mode, hits)}, ensure_ascii=False))
+            for query_id, text in _read_queries(queries):
+                try:
+                    hits, plan = service.search(text, mode=mode, k=k, doc_ids=set(doc or []))
+                except QueryError as error:  # one bad line must not end a batch
+                    _print_json_line(query_id, {"query": text, "error": str(error)})
+                    continue
+                _print_json_line(query_id, search_json(plan.text, mode, hits))
             return
         if query is None:
             raise QueryError("give a QUERY or --queries FILE")
@@ -197,14 +211,17 @@ def ask(
     queries: Optional[Path] = QueriesOption,
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
+    allow_network: bool = NetworkOption,
 ) -> None:
-    """Answer from the documents: 1–3 sentences, each cited [n] to its passage."""
+    """Answer from the documents: 1–3 sentences, each followed by the number of the passage it cites."""
     with _friendly_errors():
-        service = _service(kb, model)
+        service = _service(kb, model, allow_network)
         if queries:
-            for row in _read_queries(queries):
-                answer = service.ask(row.get("question", row.get("text")))
-                print(json.dumps({"id": row.get("id", row.get("_id")), **answer_json(answer)}, ensure_ascii=False))
+            for query_id, text in _read_queries(queries):
+                try:
+                    _print_json_line(query_id, answer_json(service.ask(text)))
+                except QueryError as error:  # one bad line must not end a batch
+                    _print_json_line(query_id, {"question": text, "error": str(error)})
             return
         if question is None:
             raise QueryError("give a QUESTION or --queries FILE")
@@ -231,12 +248,15 @@ def evaluate(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
     as_json: bool = JsonOption,
     model: Optional[str] = ModelOption,
+    allow_network: bool = NetworkOption,
 ) -> None:
     """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, abstention."""
     from qa.evaluate import evaluate_file, render_table
 
-    with _friendly_errors():
-        report = evaluate_file(queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=not as_json)
+    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        report = evaluate_file(
+            queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress, allow_network=allow_network
+        )
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
     else:
@@ -249,12 +269,13 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(7860, "--port"),
     model: Optional[str] = ModelOption,
+    allow_network: bool = NetworkOption,
 ) -> None:
     """Start the web app (Gradio), offline."""
     from ui.app import launch
 
     with _friendly_errors():
-        launch(_service(kb, model), host=host, port=port)
+        launch(_service(kb, model, allow_network), host=host, port=port)
 
 
 if __name__ == "__main__":

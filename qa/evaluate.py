@@ -14,11 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+Progress = Callable[[str, int, int], None]
+
 from platformdirs import user_cache_dir
 
+from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.pipeline import prepare_text
+from index.model import DEFAULT_MODEL
+from index.store import FORMAT_VERSION
 from qa.jsonl import read_jsonl
 from qa.retrieve import QueryPlan, SearchHit
 from qa.service import Wendao
@@ -110,11 +115,11 @@ def load_beir(folder: Path) -> tuple[list[dict], list[EvalQuery]]:
 def beir_kb_dir(folder: Path, chunk_size: int, model: str) -> Path:
     """A cache folder per corpus file content and settings, so a set is embedded only once."""
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
-    digest.update(f"{chunk_size}|{model}".encode())
+    digest.update(f"{chunk_size}|{model}|{CHUNKER_VERSION}|{FORMAT_VERSION}".encode())
     return Path(user_cache_dir("wendao")) / "eval" / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
 
 
-def build_beir_kb(service: Wendao, corpus: list[dict], progress: bool = False) -> list[str]:
+def build_beir_kb(service: Wendao, corpus: list[dict], progress: Progress | None = None) -> list[str]:
     """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content."""
     if service.store.exists():
         return []
@@ -126,7 +131,7 @@ def build_beir_kb(service: Wendao, corpus: list[dict], progress: bool = False) -
             )
         except IngestError:
             skipped.append(row["_id"])  # e.g. a web page that is only a "join this group" button
-    service.ingestor().ingest_prepared(prepared, progress=_tqdm_progress() if progress else None)
+    service.ingestor().ingest_prepared(prepared, progress=progress)
     return skipped
 
 
@@ -136,26 +141,33 @@ def evaluate_file(
     model: str | None = None,
     modes: list[str] | None = None,
     limit: int | None = None,
-    progress: bool = False,
+    progress: Progress | None = None,
+    allow_network: bool = False,
 ) -> EvalReport:
+    """Evaluate a JSONL query file against a knowledge base, or a BEIR folder against its own
+    corpus (indexed once into a cache folder keyed by its content and the settings)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such query file or folder")
     if path.is_dir():
         corpus, queries = load_beir(path)
-        service = Wendao(kb_dir=kb_dir or beir_kb_dir(path, 300, model or "multilingual-e5-small"), model=model)
+        service = Wendao(
+            kb_dir=kb_dir or beir_kb_dir(path, ChunkSettings().size, model or DEFAULT_MODEL),
+            model=model,
+            allow_network=allow_network,
+        )
         build_beir_kb(service, corpus, progress)
     else:
         queries = load_queries(path)
-        service = Wendao(kb_dir=kb_dir, model=model)
-    return evaluate(service, queries[:limit] if limit else queries, modes or ["lexical", "dense", "hybrid"], _tqdm_progress() if progress else None)
+        service = Wendao(kb_dir=kb_dir, model=model, allow_network=allow_network)
+    return evaluate(service, queries[:limit] if limit else queries, modes or ["lexical", "dense", "hybrid"], progress)
 
 
 def evaluate(
     service: Wendao,
     queries: list[EvalQuery],
     modes: list[str],
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> EvalReport:
     from ranx import Qrels, Run, evaluate as ranx_evaluate
 
@@ -224,7 +236,7 @@ def _judge(query: EvalQuery, hits: list[SearchHit], chunks, folded_chunks: list[
 def render_table(report: EvalReport):
     from rich.table import Table
 
-    table = Table(title=f"{report.queries} questions, {report.off_topic} off-topic · {report.knowledge_base}")
+    table = Table(title=f"{report.queries} questions, {report.off_topic} off-topic", caption=report.knowledge_base)
     table.add_column("metric")
     for mode in report.results:
         table.add_column(mode, justify="right")
@@ -233,19 +245,3 @@ def render_table(report: EvalReport):
         cells = [report.results[m].get(name) for m in report.results]
         table.add_row(name, *("—" if v is None else f"{v:.3f}" for v in cells))
     return table
-
-
-def _tqdm_progress() -> Callable[[str, int, int], None]:
-    from tqdm import tqdm
-
-    bars: dict[str, tqdm] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        bar = bars.setdefault(stage, tqdm(total=total, desc=stage, leave=False))
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update

@@ -9,24 +9,25 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+def _passage(hit: SearchHit) -> dict:
+    """Where a passage comes from; ``start``/``end`` are offsets into the document's text."""
+    return {
+        "doc_id": hit.chunk.doc_id,
+        "title": hit.document.title,
+        "source": hit.document.source,
+        "heading": hit.chunk.heading,
+        "start": hit.chunk.start,
+        "end": hit.chunk.end,
+        "text": hit.chunk.text,
+        "score": _round(hit.score),
+        "scores": {"dense": _round(hit.dense), "lexical": _round(hit.lexical)},
+    }
+
+
 def answer_json(answer: Answer) -> dict:
-    citations = []
-    for citation in answer.citations:
-        hit = citation.hit
-        citations.append(
-            {
-                "n": citation.n,
-                "doc_id": hit.chunk.doc_id,
-                "title": hit.document.title,
-                "source": hit.document.source,
-                "heading": hit.chunk.heading,
-                "start": hit.chunk.start,
-                "end": hit.chunk.end,
-                "text": hit.chunk.text,
-                "score": _round(hit.score),
-                "spans": [{"start": s, "end": e} for s, e in citation.spans],
-            }
-        )
+    citations = [
+        {"n": c.n, **_passage(c.hit), "spans": [{"start": s, "end": e} for s, e in c.spans]} for c in answer.citations
+    ]
     return {
         "question": answer.question,
         "answer": answer.text,
@@ -45,15 +46,7 @@ def search_json(query: str, mode: str, hits: list[SearchHit]) -> dict:
             {
                 "rank": hit.rank,
                 "chunk_id": hit.chunk.chunk_id,
-                "doc_id": hit.chunk.doc_id,
-                "title": hit.document.title,
-                "source": hit.document.source,
-                "heading": hit.chunk.heading,
-                "start": hit.chunk.start,
-                "end": hit.chunk.end,
-                "text": hit.chunk.text,
-                "score": _round(hit.score),
-                "scores": {"dense": _round(hit.dense), "lexical": _round(hit.lexical)},
+                **_passage(hit),
                 "matches": [
                     {"start": hit.chunk.start + s, "end": hit.chunk.start + e}
                     for s, e in term_spans(hit.chunk.text, query)

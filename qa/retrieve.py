@@ -1,9 +1,11 @@
 """Hybrid retrieval: BM25 over folded text + dense e5 vectors, fused per query.
 
-Fusion is a convex combination of per-query normalised scores over the union of both
-candidate lists. Rank fusion (RRF) throws away how *confident* each retriever is: on the bundled
-corpus RRF k=60 scores MRR@10 0.83 while BM25 alone scores 0.93. Normalised scores keep that
-margin, and the weight is tuned on the shared dev sets (see ``benchmarks/fusion.py``).
+A chunk's dense score is the cosine of its best sentence (one vector per sentence unit). Fusion
+is a convex combination of per-query z-scored scores over the union of both candidate lists:
+rank fusion (RRF) throws away how *confident* each retriever is and falls below BM25 alone on
+the span sets and the bundled corpus. The dense weight grows for short keyword queries, where
+a handful of character bigrams cannot tell topically similar pages apart. Method and weights
+were chosen on the shared dev sets with ``benchmarks/fusion.py`` (figures in the README).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from index.embedder import Embedder
 from index.lexical import tokenize_folded
 from index.store import Snapshot
 from qa.fusion import fuse
+from qa.terms import STOPWORDS
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
@@ -29,21 +32,35 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class FusionSettings:
-    """How hybrid mode fuses the two retrievers (method names: ``qa.fusion.FUSIONS``)."""
+    """How hybrid mode fuses the two retrievers (method names: ``qa.fusion.FUSIONS``).
 
-    method: str = "minmax"
+    The dense weight is ``short_query_weight`` for queries of at most ``short_chars``
+    characters, ``dense_weight`` from ``long_chars`` on, and linear in between.
+    """
+
+    method: str = "zscore"
     dense_weight: float = 0.5
+    short_query_weight: float = 0.9
+    short_chars: int = 12
+    long_chars: int = 24
     candidates: int = 100
+
+    def weight_for(self, query: str) -> float:
+        length = len(query.strip())
+        share = min(1.0, max(0.0, (length - self.short_chars) / max(1, self.long_chars - self.short_chars)))
+        return self.short_query_weight + (self.dense_weight - self.short_query_weight) * share
 
 
 @dataclass
 class SearchHit:
     rank: int
+    position: int  # index of the chunk in the snapshot (its row in the vector matrix)
     chunk: Chunk
     document: Document
     score: float
-    dense: float | None
+    dense: float | None  # cosine of the chunk's best sentence
     lexical: float | None
+    sentence_dense: list[float] | None = None  # cosine of each of chunk.sentences
 
 
 @dataclass
@@ -75,7 +92,7 @@ class Retriever:
         text = normalise_query(query)
         started = time.perf_counter()
         folded = fold(text)
-        tokens = tokenize_folded(folded)
+        tokens = [t for t in tokenize_folded(folded) if t not in STOPWORDS]  # 什么/多少/的 only add noise
         plan = QueryPlan(text=text, folded=folded, tokens=tokens)
         plan.timings_ms["fold"] = _ms_since(started)
         if need_vector:
@@ -115,33 +132,36 @@ class Retriever:
         plan.timings_ms["lexical"] = _ms_since(started)
 
         started = time.perf_counter()
-        dense = None
+        units = chunk_dense = None
         if mode != "lexical":
-            # Exact scores for every chunk: a flat index over ≤10⁵ vectors answers in milliseconds,
-            # and fusion then never lacks the dense score of a lexical candidate.
-            dense = np.empty(size, dtype=np.float32)
-            scores, ids = self.snapshot.dense.search(plan.vector, size)
-            dense[ids] = scores
-            dense = dense[pool]
+            # Exact cosine of every sentence unit (a flat index over ≤10⁶ vectors answers in
+            # milliseconds), so fusion never lacks the dense score of a lexical candidate.
+            count = self.snapshot.dense.size
+            units = np.empty(count, dtype=np.float32)
+            scores, ids = self.snapshot.dense.search(plan.vector, count)
+            units[ids] = scores
+            chunk_dense = np.maximum.reduceat(units, self.snapshot.unit_starts)[pool]
         plan.timings_ms["dense"] = _ms_since(started)
 
         started = time.perf_counter()
         method = mode if mode != "hybrid" else self.fusion.method
-        candidates, fused = fuse(method, self.fusion.dense_weight, dense, lexical, width)
-        dense_c = dense[candidates] if dense is not None else None
-        lexical_c = lexical[candidates] if lexical is not None else None
+        weight = self.fusion.weight_for(plan.text)
+        candidates, fused = fuse(method, weight, chunk_dense, lexical, width)
         best = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for rank, j in enumerate(best, 1):
-            chunk = self.snapshot.chunks[pool[candidates[j]]]
+            position = int(pool[candidates[j]])
+            chunk = self.snapshot.chunks[position]
             hits.append(
                 SearchHit(
                     rank=rank,
+                    position=position,
                     chunk=chunk,
                     document=self.snapshot.documents[chunk.doc_id],
                     score=float(fused[j]),
-                    dense=None if dense_c is None else float(dense_c[j]),
-                    lexical=None if lexical_c is None else float(lexical_c[j]),
+                    dense=None if chunk_dense is None else float(chunk_dense[candidates[j]]),
+                    lexical=None if lexical is None else float(lexical[candidates[j]]),
+                    sentence_dense=None if units is None else units[self.snapshot.unit_rows(position)].tolist(),
                 )
             )
         plan.timings_ms["fusion"] = _ms_since(started)

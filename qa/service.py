@@ -13,7 +13,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from corpus.chunking import ChunkSettings
+from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.loaders import DEFAULT_MAX_BYTES
 from corpus.pipeline import seed_paths
 from index.embedder import Embedder, load_embedder
@@ -102,6 +102,7 @@ class Wendao:
             tokenizer_version=TOKENIZER_VERSION,
             chunk_size=self.chunking.size,
             chunk_overlap=self.chunking.overlap,
+            chunker_version=CHUNKER_VERSION,
             embed_template=EMBED_TEMPLATE,
             format_version=FORMAT_VERSION,
         )
@@ -134,7 +135,17 @@ class Wendao:
     def answer_from(self, plan: QueryPlan, hits: list[SearchHit]) -> Answer:
         """Answer a planned query from its ranked passages (used by ask and by evaluation)."""
         started = time.perf_counter()
-        answer = build_answer(plan.text, hits[: self.answering.passages], self.answering)
+        hits = hits[: self.answering.passages]
+        if any(hit.dense is None for hit in hits):
+            # Abstention is calibrated on both signals: a lexical-mode answer still needs the
+            # passages' cosines (one query embedding; the passage vectors are stored).
+            if plan.vector is None:
+                plan.vector = self.embedder.encode_queries([plan.folded])[0]
+            snapshot = self.snapshot()
+            for hit in hits:
+                hit.sentence_dense = (snapshot.embeddings[snapshot.unit_rows(hit.position)] @ plan.vector).tolist()
+                hit.dense = max(hit.sentence_dense)
+        answer = build_answer(plan.text, hits, self.answering)
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
         return answer
 

@@ -99,6 +99,14 @@ def check_chunks(path: Path, encoding: str, chunking: ChunkSettings) -> None:
         assert chunk.text == expected[chunk.start : chunk.end] == document.text[chunk.start : chunk.end]
         assert chunk.text and chunk.text == chunk.text.strip()
         assert chunk.chunk_id == f"{path.name}#{index}" and chunk.doc_id == path.name
+        # sentence units: inside the chunk, in order, disjoint, stripped, never empty
+        assert chunk.sentences, "every chunk has at least one sentence unit (it carries its vector)"
+        previous_end = chunk.start
+        for start, end in chunk.sentences:
+            assert previous_end <= start < end <= chunk.end
+            sentence = document.text[start:end]
+            assert sentence == sentence.strip()
+            previous_end = end
         if len(chunk.text) > chunking.size:
             longest_piece = max(len(piece) for piece in _ANY_SEPARATOR.split(chunk.text))
             assert longest_piece > chunking.size - GLUE_MAX, f"oversized chunk {chunk.start}:{chunk.end} could have been split"

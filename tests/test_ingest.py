@@ -100,7 +100,8 @@ def test_mixed_batch_ingests_good_files_and_reports_bad_ones(seed_kb_copy: Path,
     # the seed documents' chunks and vectors are carried over untouched
     kept = [i for i, c in enumerate(snapshot.chunks) if c.doc_id in before_snapshot.documents]
     assert [snapshot.chunks[i] for i in kept] == before_snapshot.chunks
-    np.testing.assert_array_equal(snapshot.embeddings[kept], before_snapshot.embeddings)
+    kept_rows = [row for i in kept for row in snapshot.unit_rows(i)]
+    np.testing.assert_array_equal(snapshot.embeddings[kept_rows], before_snapshot.embeddings)
     hits, _ = service.search("台风防灾演练每学年举行几次", k=1)
     assert hits[0].chunk.doc_id == "sub/typhoon.txt"
 
@@ -249,13 +250,17 @@ WRITER = textwrap.dedent(
     from index.store import IndexSettings, KnowledgeBaseStore
 
     store = KnowledgeBaseStore(Path(sys.argv[1]))
-    settings = IndexSettings("m", 16, "f", "t", 300, 0, "e")
+    settings = IndexSettings("m", 16, "f", "t", 300, 0, "c", "e")
     rng = np.random.default_rng(int(sys.argv[2]))
     print("ready", flush=True)
     while True:  # write generations back to back until killed
         count = int(rng.integers(1, 8))
         documents = {f"d{i}": Document(f"d{i}", "s", "t", "数据安全" * 100, "x", "txt") for i in range(count)}
-        chunks = [Chunk(f"d{i}#{j}", f"d{i}", 4 * j, 4 * j + 4, "数据安全") for i in range(count) for j in range(100)]
+        chunks = [
+            Chunk(f"d{i}#{j}", f"d{i}", 4 * j, 4 * j + 4, "数据安全", sentences=[(4 * j, 4 * j + 4)])
+            for i in range(count)
+            for j in range(100)
+        ]
         vectors = rng.random((len(chunks), 16), dtype=np.float32)
         with store.lock():
             store.write(settings, documents, chunks, vectors, [["数据", "安全", str(j)] for j in range(len(chunks))])

@@ -65,7 +65,7 @@ def load_target(service: Wendao, path: Path, name: str, progress: gr.Progress) -
                 embedder=service.embedder,
             )
             progress(0, desc="为 BEIR 语料建立索引（只在第一次）")
-            build_beir_kb(beir, corpus, progress=True)
+            build_beir_kb(beir, corpus, progress=_progress(progress))
             return beir, queries
     except QueryFileError:
         raise
