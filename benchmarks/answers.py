@@ -33,7 +33,7 @@ from qa.service import Wendao  # noqa: E402
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 OFF_TOPIC = Path(__file__).resolve().parent / "data" / "offtopic.jsonl"
 SETS = ("seeds", "cmrc2018/dev", "xquad_zh/test", "drcd/dev")
-THRESHOLDS = [round(float(t), 2) for t in np.arange(0.45, 0.75, 0.02)]
+THRESHOLDS = [round(float(t), 2) for t in np.arange(0.29, 0.61, 0.02)]
 
 
 def service_for(name: str) -> tuple[Wendao, list[EvalQuery]]:

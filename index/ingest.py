@@ -155,7 +155,9 @@ class Ingestor:
         except IngestError as error:
             return FileResult(str(path), doc_id, "failed", reason=error.reason), None
         status = "updated" if previous else "added"
-        return FileResult(str(path), doc_id, status, len(prepared.chunks)), prepared
+        # Same id from another file (a/通知.txt, later b/通知.txt): say so, it is easy to miss.
+        note = f"replaces {previous.source}" if previous and Path(previous.source) != path else ""
+        return FileResult(str(path), doc_id, status, len(prepared.chunks), reason=note), prepared
 
     def ingest_prepared(self, documents: list[PreparedDocument], progress: Progress | None = None) -> IngestReport:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
