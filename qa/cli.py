@@ -232,7 +232,7 @@ def ask(
     if answer.abstained:
         console.print(f"[yellow]文档中没有找到可靠的答案 (no reliable answer in the documents; confidence {answer.confidence:.2f}).[/]")
         return
-    console.print(f"[bold]{answer.text}[/]", highlight=False)
+    console.print(f"[bold]{answer.text}[/]", highlight=False, soft_wrap=True)
     for citation in answer.citations:
         hit = citation.hit
         where = " > ".join(p for p in (hit.document.title, hit.chunk.heading) if p)
