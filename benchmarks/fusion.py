@@ -27,7 +27,7 @@ from corpus.folding import fold  # noqa: E402
 from index.lexical import DEFAULT_SCHEME, SCHEMES, LexicalIndex, tokenize_folded  # noqa: E402
 from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
 from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
-from qa.fusion import FUSIONS, fuse  # noqa: E402
+from qa.fusion import FUSIONS, candidates, fuse  # noqa: E402
 from qa.retrieve import FusionSettings  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
@@ -154,13 +154,22 @@ def _query_vectors(service: Wendao, retriever, queries: list[EvalQuery]) -> np.n
     return vectors
 
 
+def replay(method: str, weight: float, dense: np.ndarray, lexical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The retriever's candidate pool and fusion, exactly (the product finds dense candidates
+    with HNSW; here every chunk's exact score is known, so the pool is the exact top lists)."""
+    dense = None if method == "lexical" else dense
+    lexical = None if method == "dense" else lexical
+    pool = candidates(dense, lexical, CANDIDATES)
+    return pool, fuse(method, weight, None if dense is None else dense[pool], None if lexical is None else lexical[pool])
+
+
 def metrics(scores: SetScores, method: str, weight: float | str, scheme: str) -> dict[str, float]:
     """MRR@10, nDCG@10 and hit@5 over units ranked where their best chunk ranks."""
     rr, ndcg, hit5 = [], [], []
     for query, relevant, dense, lexical in zip(scores.queries, scores.relevant, scores.dense, scores.lexical[scheme]):
         dense_weight = FusionSettings().weight_for(query.question) if weight == "auto" else weight
-        candidates, fused = fuse(method, dense_weight, dense, lexical, CANDIDATES)
-        order = candidates[np.argsort(-fused, kind="stable")]
+        pool, fused = replay(method, dense_weight, dense, lexical)
+        order = pool[np.argsort(-fused, kind="stable")]
         ranked: list[int] = []
         for unit in scores.unit_of_chunk[order]:
             if unit not in ranked:

@@ -70,13 +70,20 @@ class Snapshot:
     generation: str
 
     def __post_init__(self) -> None:
-        counts = np.array([len(c.sentences) for c in self.chunks], dtype=np.int64)
-        self.unit_starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else counts
-        self.unit_chunk = np.repeat(np.arange(len(self.chunks)), counts)
+        self.unit_counts = np.array([len(c.sentences) for c in self.chunks], dtype=np.int64)
+        self.unit_starts = np.concatenate([[0], np.cumsum(self.unit_counts)[:-1]]).astype(np.int64)[: len(self.chunks)]
+        self.unit_chunk = np.repeat(np.arange(len(self.chunks)), self.unit_counts)
 
     def unit_rows(self, position: int) -> range:
         start = int(self.unit_starts[position])
-        return range(start, start + len(self.chunks[position].sentences))
+        return range(start, start + int(self.unit_counts[position]))
+
+    def units_of(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vector rows of several chunks, concatenated, and where each chunk's rows begin."""
+        counts = self.unit_counts[positions]
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        rows = np.repeat(self.unit_starts[positions] - offsets, counts) + np.arange(int(counts.sum()))
+        return rows, offsets
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         return [c for c in self.chunks if c.doc_id == doc_id]
@@ -113,7 +120,8 @@ class KnowledgeBaseStore:
         settings = self._settings(folder)
         documents = _read_documents(folder)
         chunks = [Chunk(**c) for c in _read_jsonl(folder / "chunks.jsonl")]
-        embeddings = np.load(folder / "embeddings.npy")
+        dense = DenseIndex.load(folder / "dense.faiss")
+        embeddings = dense.vectors
         units = sum(len(c.sentences) for c in chunks)
         if len(embeddings) != units or any(not c.sentences for c in chunks):
             raise KnowledgeBaseError(
@@ -124,7 +132,7 @@ class KnowledgeBaseStore:
             documents=documents,
             chunks=chunks,
             embeddings=embeddings,
-            dense=DenseIndex.load(folder / "dense.faiss"),
+            dense=dense,
             lexical=LexicalIndex.load(folder / "lexical", len(chunks)),
             generation=folder.name,
         )
@@ -182,7 +190,6 @@ class KnowledgeBaseStore:
             raise ValueError(f"{units} sentence units but {len(embeddings)} vectors")
         _write_jsonl(staging / "documents.jsonl", (asdict(d) for d in documents.values()))
         _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
-        np.save(staging / "embeddings.npy", embeddings)
         DenseIndex.build(embeddings, settings.dimension).save(staging / "dense.faiss")
         LexicalIndex.build(token_lists).save(staging / "lexical")
         manifest = {

@@ -1,9 +1,9 @@
 """Fusion of dense and lexical chunk scores into one ranking.
 
-The candidates are the union of each retriever's top ``width`` chunks; both scores are known
-for every candidate (dense search is exact), so fusion is a function of two score vectors.
+The candidates are the union of each retriever's top ``width`` chunks, and both scores are
+known exactly for every candidate, so fusion is a function of two score vectors over the pool.
 ``benchmarks/fusion.py`` replays every method here on the shared dev sets; the default in
-``FusionSettings`` is the one that measured best there (see the README's quality table).
+``FusionSettings`` is the one that measured best there (see the README).
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def top_positions(values: np.ndarray, width: int, positive: bool = False) -> np.
 
 
 def candidates(dense: np.ndarray | None, lexical: np.ndarray | None, width: int) -> np.ndarray:
-    """Union of both retrievers' top ``width`` (lexical: only chunks sharing a query token)."""
+    """Union of both retrievers' top ``width`` over all-chunk score vectors (lexical: only chunks
+    sharing a query token). The benchmark's exact replay of the retriever's candidate pool."""
     parts = []
     if dense is not None:
         parts.append(top_positions(dense, width))
@@ -88,17 +89,14 @@ def candidates(dense: np.ndarray | None, lexical: np.ndarray | None, width: int)
     return np.union1d(*parts).astype(np.int64) if len(parts) == 2 else parts[0].astype(np.int64)
 
 
-def fuse(
-    method: str, weight: float, dense: np.ndarray | None, lexical: np.ndarray | None, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(candidate positions, fused scores) for all-chunk score vectors; ``weight`` is dense's."""
-    if method == "dense" or lexical is None:
-        lexical = None
+def fuse(method: str, weight: float, dense: np.ndarray | None, lexical: np.ndarray | None) -> np.ndarray:
+    """Fused scores of a candidate pool from its two score vectors; ``weight`` is dense's.
+
+    In a single mode (or when one side is missing) the other side's scores are returned as they
+    are, so a lexical search ranks by BM25 and a dense search by cosine.
+    """
     if method == "lexical" or dense is None:
-        dense = None
-    pool = candidates(dense, lexical, width)
-    if dense is None:
-        return pool, lexical[pool].astype(np.float64)
-    if lexical is None:
-        return pool, dense[pool].astype(np.float64)
-    return pool, FUSIONS[method](weight, dense[pool].astype(np.float64), lexical[pool].astype(np.float64))
+        return lexical.astype(np.float64)
+    if method == "dense" or lexical is None:
+        return dense.astype(np.float64)
+    return FUSIONS[method](weight, dense.astype(np.float64), lexical.astype(np.float64))

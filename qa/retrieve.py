@@ -19,11 +19,12 @@ from corpus.records import Chunk, Document
 from index.embedder import Embedder
 from index.lexical import tokenize_folded
 from index.store import Snapshot
-from qa.fusion import fuse
+from qa.fusion import fuse, top_positions
 from qa.terms import STOPWORDS
 
 MODES = ("hybrid", "dense", "lexical")
 MAX_QUERY_CHARS = 2000
+UNITS_PER_CANDIDATE = 4  # sentence vectors fetched per dense candidate chunk wanted
 
 
 class QueryError(ValueError):
@@ -121,57 +122,82 @@ class Retriever:
         plan = query if isinstance(query, QueryPlan) else self.plan(query, need_vector=mode != "lexical")
         if mode != "lexical" and plan.vector is None:
             plan.vector = self.embedder.encode_queries([plan.folded])[0]
-        size = len(self.snapshot.chunks)
-        pool = self._pool(doc_ids)
-        if size == 0 or len(pool) == 0:
+        snapshot = self.snapshot
+        allowed = self._allowed(doc_ids)
+        if not snapshot.chunks or (allowed is not None and not allowed.any()):
             return []
-        width = min(len(pool), max(self.fusion.candidates, k))
+        width = max(self.fusion.candidates, k)
 
         started = time.perf_counter()
-        lexical = self.snapshot.lexical.scores(plan.tokens)[pool] if mode != "dense" else None
+        lexical_all = None
+        lexical_pool = np.zeros(0, dtype=np.int64)
+        if mode != "dense":
+            lexical_all = snapshot.lexical.scores(plan.tokens)
+            if allowed is not None:
+                lexical_all = np.where(allowed, lexical_all, 0.0)
+            lexical_pool = top_positions(lexical_all, width, positive=True)
         plan.timings_ms["lexical"] = _ms_since(started)
 
         started = time.perf_counter()
-        units = chunk_dense = None
+        dense_pool = np.zeros(0, dtype=np.int64)
         if mode != "lexical":
-            # Exact cosine of every sentence unit (a flat index over ≤10⁶ vectors answers in
-            # milliseconds), so fusion never lacks the dense score of a lexical candidate.
-            count = self.snapshot.dense.size
-            units = np.empty(count, dtype=np.float32)
-            scores, ids = self.snapshot.dense.search(plan.vector, count)
-            units[ids] = scores
-            chunk_dense = np.maximum.reduceat(units, self.snapshot.unit_starts)[pool]
+            dense_pool = self._dense_candidates(plan.vector, width, allowed)
+        pool = np.union1d(dense_pool, lexical_pool).astype(np.int64)
+        unit_scores = chunk_dense = None
+        if mode != "lexical" and len(pool):
+            # Exact cosines of every sentence of every candidate (lexical ones included).
+            rows, offsets = snapshot.units_of(pool)
+            unit_scores = snapshot.dense.scores(plan.vector, rows)
+            chunk_dense = np.maximum.reduceat(unit_scores, offsets)
         plan.timings_ms["dense"] = _ms_since(started)
 
         started = time.perf_counter()
         method = mode if mode != "hybrid" else self.fusion.method
-        weight = self.fusion.weight_for(plan.text)
-        candidates, fused = fuse(method, weight, chunk_dense, lexical, width)
+        lexical = lexical_all[pool] if lexical_all is not None else None
+        fused = fuse(method, self.fusion.weight_for(plan.text), chunk_dense, lexical)
         best = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for rank, j in enumerate(best, 1):
-            position = int(pool[candidates[j]])
-            chunk = self.snapshot.chunks[position]
+            position = int(pool[j])
+            chunk = snapshot.chunks[position]
+            sentences = None
+            if unit_scores is not None:
+                start = int(offsets[j])
+                sentences = unit_scores[start : start + int(snapshot.unit_counts[position])].tolist()
             hits.append(
                 SearchHit(
                     rank=rank,
                     position=position,
                     chunk=chunk,
-                    document=self.snapshot.documents[chunk.doc_id],
+                    document=snapshot.documents[chunk.doc_id],
                     score=float(fused[j]),
-                    dense=None if chunk_dense is None else float(chunk_dense[candidates[j]]),
-                    lexical=None if lexical is None else float(lexical[candidates[j]]),
-                    sentence_dense=None if units is None else units[self.snapshot.unit_rows(position)].tolist(),
+                    dense=None if chunk_dense is None else float(chunk_dense[j]),
+                    lexical=None if lexical is None else float(lexical[j]),
+                    sentence_dense=sentences,
                 )
             )
         plan.timings_ms["fusion"] = _ms_since(started)
         return hits
 
-    def _pool(self, doc_ids: set[str] | None) -> np.ndarray:
-        """Positions of the chunks a search may return (all, or those of some documents)."""
+    def _dense_candidates(self, vector: np.ndarray, width: int, allowed: np.ndarray | None) -> np.ndarray:
+        """The ``width`` chunks whose best sentences are nearest the query (HNSW), best first.
+
+        With a document filter, every chunk of those documents is a candidate instead: the
+        graph's nearest neighbours may all lie outside them.
+        """
+        snapshot = self.snapshot
+        if allowed is not None:
+            return np.flatnonzero(allowed)
+        _, rows = snapshot.dense.search(vector, width * UNITS_PER_CANDIDATE)
+        chunks = snapshot.unit_chunk[rows]
+        _, first = np.unique(chunks, return_index=True)
+        return chunks[np.sort(first)][:width]
+
+    def _allowed(self, doc_ids: set[str] | None) -> np.ndarray | None:
+        """Mask of the chunks a search may return, or None for all of them."""
         if not doc_ids:
-            return np.arange(len(self.snapshot.chunks))
-        return np.flatnonzero([c.doc_id in doc_ids for c in self.snapshot.chunks])
+            return None
+        return np.array([c.doc_id in doc_ids for c in self.snapshot.chunks], dtype=bool)
 
 
 def _ms_since(started: float) -> float:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from corpus.folding import fold
@@ -124,3 +125,15 @@ def test_cli_batch_queries_print_one_json_line_each(seed_kb_dir: Path, tmp_path:
     assert "51所" in lines[0]["answer"] and not lines[0]["abstained"]
     assert "empty" in lines[1]["error"]  # one bad line is reported, the batch goes on
     assert lines[2]["abstained"] is True
+
+
+def test_dense_scores_are_each_chunks_best_sentence_cosine(seed_service: Wendao):
+    hits, plan = seed_service.search("产教融合型企业有哪些激励政策", mode="hybrid", k=8)
+    snapshot = seed_service.snapshot()
+    for hit in hits:
+        exact = snapshot.embeddings[snapshot.unit_rows(hit.position)] @ plan.vector
+        assert hit.sentence_dense == pytest.approx(exact.tolist(), abs=1e-5)
+        assert hit.dense == pytest.approx(float(exact.max()), abs=1e-5)
+    dense_hits, _ = seed_service.search("产教融合型企业有哪些激励政策", mode="dense", k=5)
+    every_chunk = np.maximum.reduceat(snapshot.embeddings @ plan.vector, snapshot.unit_starts)
+    assert [h.position for h in dense_hits] == np.argsort(-every_chunk)[:5].tolist()  # HNSW found the true top 5

@@ -22,24 +22,20 @@ def test_candidates_are_the_union_of_both_top_lists_and_lexical_needs_a_match():
 def test_zscore_fusion_agrees_with_a_strong_signal_and_breaks_ties_with_the_other():
     dense = np.array([0.90, 0.90, 0.70, 0.71])
     lexical = np.array([1.0, 9.0, 2.0, 0.5])
-    pool, fused = fuse("zscore", 0.5, dense, lexical, width=4)
-    ranking = pool[np.argsort(-fused)].tolist()
+    ranking = np.argsort(-fuse("zscore", 0.5, dense, lexical)).tolist()
     assert ranking[0] == 1  # tied on dense, far ahead on BM25
     assert ranking[-1] in (2, 3)
     # weight 1 is dense order, weight 0 lexical order
-    pool, only_dense = fuse("zscore", 1.0, dense, lexical, width=4)
-    assert pool[np.argsort(-only_dense, kind="stable")][:2].tolist() == [0, 1]
-    pool, only_lexical = fuse("zscore", 0.0, dense, lexical, width=4)
-    assert pool[np.argmax(only_lexical)] == 1
+    assert np.argsort(-fuse("zscore", 1.0, dense, lexical), kind="stable")[:2].tolist() == [0, 1]
+    assert np.argmax(fuse("zscore", 0.0, dense, lexical)) == 1
 
 
 def test_single_modes_return_their_own_scores():
     dense = np.array([0.3, 0.9, 0.5])
     lexical = np.array([2.0, 0.0, 1.0])
-    pool, scores = fuse("dense", 0.5, dense, lexical, width=3)
-    assert dict(zip(pool.tolist(), scores.tolist())) == pytest.approx({0: 0.3, 1: 0.9, 2: 0.5})
-    pool, scores = fuse("lexical", 0.5, dense, lexical, width=3)
-    assert dict(zip(pool.tolist(), scores.tolist())) == {0: 2.0, 2: 1.0}  # chunk 1 shares no token
+    assert fuse("dense", 0.5, dense, lexical).tolist() == pytest.approx([0.3, 0.9, 0.5])
+    assert fuse("lexical", 0.5, dense, lexical).tolist() == [2.0, 0.0, 1.0]
+    assert fuse("zscore", 0.5, None, lexical).tolist() == [2.0, 0.0, 1.0]  # one side missing
 
 
 def test_dense_weight_grows_for_short_keyword_queries():
