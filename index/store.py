@@ -21,6 +21,7 @@ from filelock import FileLock, Timeout
 
 from corpus.records import Chunk, Document
 from index.dense import DenseIndex
+from index.durable import fsync_dir, fsync_file, fsync_tree
 from index.lexical import LexicalIndex
 
 FORMAT_VERSION = 2  # 2: one vector per sentence unit (Chunk.sentences), not per chunk
@@ -199,13 +200,13 @@ class KnowledgeBaseStore:
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        _fsync_tree(staging)
+        fsync_tree(staging)
         staging.rename(self.root / name)
         tmp_pointer = self.root / f".{POINTER}.{os.getpid()}.tmp"
         tmp_pointer.write_text(name + "\n", encoding="utf-8")
-        _fsync_file(tmp_pointer)
+        fsync_file(tmp_pointer)
         os.replace(tmp_pointer, self.root / POINTER)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         self._sweep(keep={name, previous})
         return name
 
@@ -242,23 +243,3 @@ def _write_jsonl(path: Path, rows) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (a power cut must not undo the swap)."""
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            _fsync_file(path)

@@ -237,7 +237,9 @@ def ask(
         hit = citation.hit
         where = " > ".join(p for p in (hit.document.title, hit.chunk.heading) if p)
         console.print(f"[cyan][{citation.n}][/] {where}  [dim]{hit.chunk.doc_id} [{hit.chunk.start}:{hit.chunk.end}] score={hit.score:.3f}[/]", highlight=False)
-    console.print(f"[dim]confidence {answer.confidence:.2f} · {answer.timings_ms.get('total', 0):.0f} ms[/]")
+    loading = answer.timings_ms.get("load")
+    loaded = f" (+ {loading / 1000:.1f} s loading the model and index)" if loading else ""
+    console.print(f"[dim]confidence {answer.confidence:.2f} · {answer.timings_ms.get('total', 0):.0f} ms{loaded}[/]")
 
 
 @app.command("eval")

@@ -125,6 +125,13 @@ def test_cli_batch_queries_print_one_json_line_each(seed_kb_dir: Path, tmp_path:
     assert "51所" in lines[0]["answer"] and not lines[0]["abstained"]
     assert "empty" in lines[1]["error"]  # one bad line is reported, the batch goes on
     assert lines[2]["abstained"] is True
+    # Loading the model and index is reported once, apart from the question's own timings.
+    first, later = lines[0]["timings_ms"], lines[2]["timings_ms"]
+    assert first["load"] > 500 and "load" not in later
+    for timings in (first, later):
+        stages = sum(v for k, v in timings.items() if k not in ("total", "load"))
+        assert stages <= timings["total"] + 1
+    assert first["total"] < first["load"]
 
 
 def test_dense_scores_are_each_chunks_best_sentence_cosine(seed_service: Wendao):

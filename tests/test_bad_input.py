@@ -23,18 +23,13 @@ from corpus.pipeline import seed_paths
 from index.store import KnowledgeBaseStore
 from qa.retrieve import QueryError
 from qa.service import Wendao
+from sample_texts import GREENING
 
 pytestmark = pytest.mark.slow  # the real model encodes (the seed knowledge base, new files)
 WENDAO = str(Path(sys.executable).with_name("wendao"))
 SEED_QUESTION = "崇州市职教中心2023年引进了多少名企业工程师？"
 SEED_QUESTION_DOC = "000_9f677896c333216d.txt"
 
-GBK_TEXT = """城市绿化养护管理规定
-
-第一条 为了加强城市绿化养护管理，改善城市生态环境，制定本规定。
-第二条 城市公共绿地的养护资金由市财政统一安排，每年不少于三千万元。
-第三条 养护单位应当每月对行道树进行一次病虫害检查，发现问题及时处理。
-"""
 # 碁 and 裏 exist in cp950 (the Big5 that real files use) but not in Big5 proper.
 BIG5_TEXT = """颱風防災演練實施要點
 
@@ -125,7 +120,7 @@ def test_50_mb_file_is_refused_with_size_limit_and_fix_while_the_batch_goes_on(s
         handle.write(seed_text[: 50_000_000 - handle.tell()])
     assert big.stat().st_size == 50_000_000
     good = tmp_path / "greening.txt"
-    good.write_bytes(GBK_TEXT.encode("gbk"))
+    good.write_bytes(GREENING.encode("gbk"))
     before = kb_state(seed_kb_copy)
 
     report = Wendao(kb_dir=seed_kb_copy, embedder=embedder).ingest([big, good])
@@ -142,7 +137,7 @@ def test_50_mb_file_is_refused_with_size_limit_and_fix_while_the_batch_goes_on(s
 
 def test_size_limit_is_configurable_on_the_command_line(seed_kb_copy: Path, tmp_path: Path):
     small = tmp_path / "greening.txt"
-    small.write_bytes(GBK_TEXT.encode("gbk"))  # 246 bytes
+    small.write_bytes(GREENING.encode("gbk"))  # 246 bytes
     before = kb_state(seed_kb_copy)
     done = cli("ingest", str(small), "--kb", str(seed_kb_copy), "--max-mb", "0.0001")
     assert done.returncode == 1, done.stderr
@@ -156,7 +151,7 @@ def test_size_limit_is_configurable_on_the_command_line(seed_kb_copy: Path, tmp_
 @pytest.mark.parametrize(
     ("name", "data", "text", "encoding", "question"),
     [
-        ("greening.txt", GBK_TEXT.encode("gbk"), GBK_TEXT, "gb18030", "城市公共绿地的养护资金由谁安排？"),
+        ("greening.txt", GREENING.encode("gbk"), GREENING, "gb18030", "城市公共绿地的养护资金由谁安排？"),
         ("typhoon.txt", BIG5_TEXT.encode("cp950"), BIG5_TEXT, "cp950", "台风防灾演练每学年举行几次？"),  # asked in Simplified
         ("water.txt", ENGLISH_TEXT.encode("utf-8"), ENGLISH_TEXT, "utf-8", "How much water does the Greenfield plant process per day?"),
     ],
@@ -198,7 +193,7 @@ def _unprivileged(command: list[str]) -> list[str]:
 
 def test_unreadable_file_is_named_and_the_rest_goes_on(seed_kb_copy: Path, tmp_path: Path):
     locked = tmp_path / "secret.txt"
-    locked.write_text(GBK_TEXT, encoding="utf-8")
+    locked.write_text(GREENING, encoding="utf-8")
     locked.chmod(0)
     good = tmp_path / "water.txt"
     good.write_text(ENGLISH_TEXT, encoding="utf-8")

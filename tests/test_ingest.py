@@ -23,21 +23,11 @@ from corpus.chunking import ChunkSettings
 from index.model import DEFAULT_MODEL, cache_dir
 from index.store import KnowledgeBaseError, KnowledgeBaseStore
 from qa.service import Wendao
+from sample_texts import GREENING, TYPHOON
 
 pytestmark = pytest.mark.slow  # the real model encodes (the seed knowledge base, new files)
 WENDAO = str(Path(sys.executable).with_name("wendao"))
 
-GREENING = """城市绿化养护管理规定
-
-第一条 为了加强城市绿化养护管理，改善城市生态环境，制定本规定。
-第二条 城市公共绿地的养护资金由市财政统一安排，每年不少于三千万元。
-第三条 养护单位应当每月对行道树进行一次病虫害检查，发现问题及时处理。
-"""
-TYPHOON = """颱風防災演練實施要點
-
-一、本市各級學校每學年應舉行颱風防災演練二次，分別於五月及九月辦理。
-二、演練內容包括避難疏散、物資整備及通報聯繫，由校長擔任指揮官。
-"""
 WATER = """Greenfield Water Treatment Plant
 
 The Greenfield plant processes 40,000 cubic meters of water per day.

@@ -23,6 +23,7 @@ TIMING_LABELS = {
     "fusion": "融合排序",
     "answer": "抽取答案",
     "total": "总计",
+    "load": "加载模型与索引",
 }
 
 Spans = list[tuple[int, int]]
