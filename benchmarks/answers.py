@@ -24,10 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.folding import fold  # noqa: E402
-from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
-from platformdirs import user_cache_dir  # noqa: E402
+from corpus.pipeline import sample_queries_path  # noqa: E402
 from qa.answer import AnswerSettings  # noqa: E402
-from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
+from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries, seeds_kb_dir  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
@@ -38,20 +37,11 @@ THRESHOLDS = [round(float(t), 2) for t in np.arange(0.29, 0.61, 0.02)]
 
 def service_for(name: str) -> tuple[Wendao, list[EvalQuery]]:
     if name == "seeds":
-        service = Wendao(kb_dir=Path(user_cache_dir("wendao")) / "eval" / f"seeds-{service_chunk_size()}")
-        if not service.store.exists():
-            service.ingest(seed_paths())
-        return service, load_queries(sample_queries_path())
+        return Wendao(kb_dir=seeds_kb_dir()), load_queries(sample_queries_path())
     corpus, queries = load_beir(EVALDATA / name)
-    service = Wendao(kb_dir=beir_kb_dir(EVALDATA / name, service_chunk_size(), "multilingual-e5-small"))
+    service = Wendao(kb_dir=beir_kb_dir(EVALDATA / name))
     build_beir_kb(service, corpus)
     return service, queries
-
-
-def service_chunk_size() -> int:
-    from corpus.chunking import ChunkSettings
-
-    return ChunkSettings().size
 
 
 def run_set(service: Wendao, queries: list[EvalQuery]) -> list[dict]:
@@ -104,7 +94,7 @@ def main() -> None:
             },
         }
     print(json.dumps(results, ensure_ascii=False, indent=1))
-    print(f"\nthreshold | " + " | ".join(f"{n[:14]:>14} on-abst / off-ans" for n in results))
+    print("\nthreshold | " + " | ".join(f"{n[:14]:>14} on-abst / off-ans" for n in results))
     for t in THRESHOLDS:
         cells = [results[n]["sweep"][str(t)] for n in results]
         mark = " *" if abs(t - default) < 1e-9 else "  "

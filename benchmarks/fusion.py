@@ -19,14 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from platformdirs import user_cache_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.folding import fold  # noqa: E402
 from index.lexical import DEFAULT_SCHEME, SCHEMES, LexicalIndex, tokenize_folded  # noqa: E402
-from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
-from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
+from corpus.pipeline import sample_queries_path  # noqa: E402
+from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries, seeds_kb_dir  # noqa: E402
 from qa.fusion import FUSIONS, candidates, fuse  # noqa: E402
 from qa.retrieve import FusionSettings  # noqa: E402
 from qa.service import Wendao  # noqa: E402
@@ -120,7 +119,7 @@ def load_set(folder: Path, limit: int | None, schemes: list[str], simplify_queri
 
         converter = opencc.OpenCC("t2s")
         queries = [replace(q, question=converter.convert(q.question)) for q in queries]
-    service = Wendao(kb_dir=beir_kb_dir(folder, service_chunk_size(), "multilingual-e5-small"))
+    service = Wendao(kb_dir=beir_kb_dir(folder))
     build_beir_kb(service, corpus)
     suffix = " (queries in Simplified)" if simplify_queries else ""
     return _scores(folder.relative_to(EVALDATA).as_posix() + suffix, service, queries, schemes, by_chunk=False)
@@ -129,17 +128,8 @@ def load_set(folder: Path, limit: int | None, schemes: list[str], simplify_queri
 def load_seeds(schemes: list[str]) -> SetScores:
     """The bundled documents and their sample questions (on-topic ones), judged by gold strings."""
     queries = [q for q in load_queries(sample_queries_path()) if not q.off_topic]
-    folder = Path(user_cache_dir("wendao")) / "eval" / f"seeds-{service_chunk_size()}"
-    service = Wendao(kb_dir=folder)
-    if not service.store.exists():
-        service.ingest(seed_paths())
+    service = Wendao(kb_dir=seeds_kb_dir())
     return _scores("seeds", service, queries, schemes, by_chunk=True)
-
-
-def service_chunk_size() -> int:
-    from corpus.chunking import ChunkSettings
-
-    return ChunkSettings().size
 
 
 def _query_vectors(service: Wendao, retriever, queries: list[EvalQuery]) -> np.ndarray:

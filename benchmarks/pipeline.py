@@ -26,8 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
 from index.embedder import load_embedder  # noqa: E402
-from corpus.chunking import ChunkSettings  # noqa: E402
-from index.model import DEFAULT_MODEL  # noqa: E402
 from qa.evaluate import beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
@@ -54,7 +52,7 @@ def ingest_once(name: str, embedder, folder: Path) -> tuple[float, int]:
 
 def cached_kb(name: str) -> Path:
     """The knowledge base ``wendao eval`` caches for a shared set (latency only, no ingest run)."""
-    return beir_kb_dir(EVALDATA / name, ChunkSettings().size, DEFAULT_MODEL)
+    return beir_kb_dir(EVALDATA / name)
 
 
 def questions(name: str, limit: int) -> list[str]:

@@ -17,11 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from corpus.chunking import ChunkSettings  # noqa: E402
 from corpus.pipeline import sample_queries_path  # noqa: E402
-from index.model import DEFAULT_MODEL  # noqa: E402
-from platformdirs import user_cache_dir  # noqa: E402
-from qa.evaluate import beir_kb_dir, build_beir_kb, evaluate, evaluate_file, load_beir  # noqa: E402
+from qa.evaluate import beir_kb_dir, build_beir_kb, evaluate, evaluate_file, load_beir, seeds_kb_dir  # noqa: E402
 from qa.service import Wendao  # noqa: E402
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
@@ -39,7 +36,7 @@ def cross_script(folder: Path, limit: int | None):
     converter = opencc.OpenCC("t2s")
     for query in queries:
         query.question = converter.convert(query.question)
-    service = Wendao(kb_dir=beir_kb_dir(folder, ChunkSettings().size, DEFAULT_MODEL))
+    service = Wendao(kb_dir=beir_kb_dir(folder))
     build_beir_kb(service, corpus)
     return evaluate(service, queries, MODES)
 
@@ -48,8 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N questions of each shared set")
     args = parser.parse_args()
-    seeds_kb = Path(user_cache_dir("wendao")) / "eval" / f"seeds-{ChunkSettings().size}"
-    reports = {"bundled corpus (sample questions)": evaluate_file(sample_queries_path(), kb_dir=seeds_kb, modes=MODES)}
+    reports = {"bundled corpus (sample questions)": evaluate_file(sample_queries_path(), kb_dir=seeds_kb_dir(), modes=MODES)}
     for name in SETS:
         folder = EVALDATA / name
         if not folder.is_dir():

