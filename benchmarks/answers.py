@@ -14,34 +14,22 @@ threshold. Prints JSON, then a table.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import open_set, present, print_json
 
-from corpus.folding import fold  # noqa: E402
-from corpus.pipeline import sample_queries_path  # noqa: E402
-from qa.answer import AnswerSettings  # noqa: E402
-from qa.evaluate import EvalQuery, beir_kb_dir, build_beir_kb, load_beir, load_queries, seeds_kb_dir  # noqa: E402
-from qa.service import Wendao  # noqa: E402
+from qa.answer import AnswerSettings  # after common, which puts the repository on sys.path
+from qa.evaluate import answer_hit
+from qa.query import plan_query
+from qa.service import Wendao
+from qa.testsets import EvalQuery, load_queries
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 OFF_TOPIC = Path(__file__).resolve().parent / "data" / "offtopic.jsonl"
 SETS = ("seeds", "cmrc2018/dev", "xquad_zh/test", "drcd/dev")
 THRESHOLDS = [round(float(t), 2) for t in np.arange(0.29, 0.61, 0.02)]
-
-
-def service_for(name: str) -> tuple[Wendao, list[EvalQuery]]:
-    if name == "seeds":
-        return Wendao(kb_dir=seeds_kb_dir()), load_queries(sample_queries_path())
-    corpus, queries = load_beir(EVALDATA / name)
-    service = Wendao(kb_dir=beir_kb_dir(EVALDATA / name))
-    build_beir_kb(service, corpus)
-    return service, queries
 
 
 def run_set(service: Wendao, queries: list[EvalQuery]) -> list[dict]:
@@ -49,11 +37,11 @@ def run_set(service: Wendao, queries: list[EvalQuery]) -> list[dict]:
     service.answering = replace(service.answering, abstain_below=-1.0)
     retriever = service.retriever()
     rows = []
-    plans = retriever.plans([q.question for q in queries])
+    plans = [plan_query(q.question) for q in queries]
+    retriever.embed(plans)
     for query, plan in zip(queries, plans):
         answer = service.answer_from(plan, retriever.search(plan, k=service.answering.passages))
-        hit = any(fold(a) in fold(answer.text) for a in query.answers) if query.answers else None
-        rows.append({"off_topic": query.off_topic, "confidence": answer.confidence, "hit": hit})
+        rows.append({"off_topic": query.off_topic, "confidence": answer.confidence, "hit": answer_hit(query, answer.text)})
     return rows
 
 
@@ -79,11 +67,8 @@ def main() -> None:
     off_topic = load_queries(OFF_TOPIC)
     default = AnswerSettings().abstain_below
     results: dict[str, dict] = {}
-    for name in args.sets.split(","):
-        if name != "seeds" and not (EVALDATA / name).is_dir():
-            print(f"skipping {name}: not present", file=sys.stderr)
-            continue
-        service, queries = service_for(name)
+    for name in present(args.sets):
+        service, queries = open_set(name)
         rows = run_set(service, queries[: args.limit] + off_topic)
         results[name] = {
             "default": {"threshold": default, **summarise(rows, default)},
@@ -93,7 +78,7 @@ def main() -> None:
                 "off_topic_max": round(max(r["confidence"] for r in rows if r["off_topic"]), 4),
             },
         }
-    print(json.dumps(results, ensure_ascii=False, indent=1))
+    print_json(results)
     print("\nthreshold | " + " | ".join(f"{n[:14]:>14} on-abst / off-ans" for n in results))
     for t in THRESHOLDS:
         cells = [results[n]["sweep"][str(t)] for n in results]

@@ -12,32 +12,21 @@ a table.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import open_set, present, print_json, print_markdown
 
-from corpus.chunking import ChunkSettings  # noqa: E402
-from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
-from index.embedder import load_embedder  # noqa: E402
-from qa.evaluate import build_beir_kb, evaluate, load_beir, load_queries  # noqa: E402
-from qa.service import Wendao  # noqa: E402
+from corpus.chunking import ChunkSettings  # after common, which puts the repository on sys.path
+from index.embedder import Embedder, load_embedder
+from qa.evaluate import evaluate
 
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 MODES = ["lexical", "dense", "hybrid"]
 
 
-def measure(name: str, size: int, embedder, folder: Path) -> dict:
-    service = Wendao(kb_dir=folder / f"{name.replace('/', '_')}-{size}", embedder=embedder,
-                     chunking=ChunkSettings(size=size))
-    if name == "seeds":
-        service.ingest(seed_paths())
-        queries = load_queries(sample_queries_path())
-    else:
-        corpus, queries = load_beir(EVALDATA / name)
-        build_beir_kb(service, corpus)
+def measure(name: str, size: int, embedder: Embedder, folder: Path) -> dict:
+    service, queries = open_set(name, kb_dir=folder / f"{name.replace('/', '_')}-{size}", embedder=embedder,
+                                chunking=ChunkSettings(size=size))
     snapshot = service.snapshot()
     report = evaluate(service, queries, MODES)
     return {
@@ -56,19 +45,15 @@ def main() -> None:
     embedder = load_embedder()
     results: dict[str, dict[int, dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets.split(","):
-            if name != "seeds" and not (EVALDATA / name).is_dir():
-                print(f"skipping {name}: not present", file=sys.stderr)
-                continue
+        for name in present(args.sets):
             results[name] = {int(s): measure(name, int(s), embedder, Path(tmp)) for s in args.sizes.split(",")}
-    print(json.dumps(results, ensure_ascii=False, indent=1))
-    print("\n| set | size | chunks | mean chars | lexical MRR@10 | dense MRR@10 | hybrid MRR@10 | hybrid hit@5 | answer hit |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, rows in results.items():
-        for size, row in rows.items():
-            print(f"| {name} | {size} | {row['chunks']} | {row['mean_chunk_chars']} | {row['lexical']['mrr@10']:.3f} | "
-                  f"{row['dense']['mrr@10']:.3f} | {row['hybrid']['mrr@10']:.3f} | {row['hybrid']['hit@5']:.3f} | "
-                  f"{row['hybrid']['answer_hit']:.3f} |")
+    print_json(results)
+    print_markdown(
+        ("set", "size", "chunks", "mean chars", "lexical MRR@10", "dense MRR@10", "hybrid MRR@10", "hybrid hit@5", "answer hit"),
+        ((name, size, row["chunks"], row["mean_chunk_chars"], *(f"{row[m]['mrr@10']:.3f}" for m in MODES),
+          f"{row['hybrid']['hit@5']:.3f}", f"{row['hybrid']['answer_hit']:.3f}")
+         for name, rows in results.items() for size, row in rows.items()),
+    )
 
 
 if __name__ == "__main__":

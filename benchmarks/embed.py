@@ -24,16 +24,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from common import timed  # first: it puts the repository on sys.path
 
 CHUNK_CHARS = 300
 BATCH = 32
@@ -161,20 +158,17 @@ def _onnx_available() -> bool:
 def measure(name: str, runs: int, vectors_out: Path) -> dict:
     """Runs inside the engine's own process."""
     chunks = seed_chunks()
-    started = time.perf_counter()
-    engine = ENGINES[name](vectors_out.parent)
-    load_seconds = time.perf_counter() - started
+    engine, load_seconds = timed(lambda: ENGINES[name](vectors_out.parent))
     engine.documents(chunks[:BATCH])  # warm-up: first-call allocations, lazy initialisation
     engine.query(QUERIES[0])
     rates, latencies = [], []
     for _ in range(runs):
-        started = time.perf_counter()
-        vectors = np.vstack([engine.documents(chunks[i : i + BATCH]) for i in range(0, len(chunks), BATCH)])
-        rates.append(len(chunks) / (time.perf_counter() - started))
+        vectors, seconds = timed(
+            lambda: np.vstack([engine.documents(chunks[i : i + BATCH]) for i in range(0, len(chunks), BATCH)])
+        )
+        rates.append(len(chunks) / seconds)
         for query in QUERIES:
-            started = time.perf_counter()
-            engine.query(query)
-            latencies.append((time.perf_counter() - started) * 1000)
+            latencies.append(timed(lambda: engine.query(query))[1] * 1000)
     np.save(vectors_out, np.asarray(vectors, dtype=np.float32))
     return {
         "engine": name,

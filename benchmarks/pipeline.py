@@ -12,54 +12,25 @@ embedding to the embedding. Prints JSON, then a table.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
+from common import SEEDS, median_p95, open_set, present, print_json, timed
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from index.embedder import Embedder, load_embedder  # after common, which puts the repository on sys.path
+from qa.service import Wendao
 
-from corpus.pipeline import sample_queries_path, seed_paths  # noqa: E402
-from index.embedder import load_embedder  # noqa: E402
-from qa.evaluate import beir_kb_dir, build_beir_kb, load_beir, load_queries  # noqa: E402
-from qa.service import Wendao  # noqa: E402
-
-EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
 STAGES = ("fold", "embed", "lexical", "dense", "fusion", "answer")
 
 
-def ingest_once(name: str, embedder, folder: Path) -> tuple[float, int]:
+def ingest_once(name: str, embedder: Embedder, folder: Path) -> tuple[float, int]:
     """Seconds and chunks for one fresh ingest of the set's documents."""
     kb = folder / "kb"
     shutil.rmtree(kb, ignore_errors=True)
-    service = Wendao(kb_dir=kb, embedder=embedder)
-    started = time.perf_counter()
-    if name == "seeds":
-        report = service.ingest(seed_paths())
-    else:
-        corpus, _ = load_beir(EVALDATA / name)
-        build_beir_kb(service, corpus)
-        report = None
-    seconds = time.perf_counter() - started
-    chunks = report.chunks if report else len(service.snapshot().chunks)
-    return seconds, chunks
-
-
-def cached_kb(name: str) -> Path:
-    """The knowledge base ``wendao eval`` caches for a shared set (latency only, no ingest run)."""
-    return beir_kb_dir(EVALDATA / name)
-
-
-def questions(name: str, limit: int) -> list[str]:
-    if name == "seeds":
-        return [q.question for q in load_queries(sample_queries_path())][:limit]
-    _, queries = load_beir(EVALDATA / name)
-    return [q.question for q in queries][:limit]
+    (service, _), seconds = timed(lambda: open_set(name, kb_dir=kb, embedder=embedder))
+    return seconds, len(service.snapshot().chunks)
 
 
 def query_latency(service: Wendao, texts: list[str]) -> dict[str, dict[str, float]]:
@@ -72,10 +43,7 @@ def query_latency(service: Wendao, texts: list[str]) -> dict[str, dict[str, floa
             per_stage[stage].append(timings.get(stage, 0.0))
     rest = [sum(t for s, t in zip(STAGES, values) if s != "embed") for values in zip(*(per_stage[s] for s in STAGES))]
     per_stage["all but embed"] = rest
-    return {
-        stage: {"median": round(statistics.median(v), 3), "p95": round(float(np.percentile(v, 95)), 3)}
-        for stage, v in per_stage.items()
-    }
+    return {stage: median_p95(values) for stage, values in per_stage.items()}
 
 
 def main() -> None:
@@ -89,17 +57,12 @@ def main() -> None:
     embedder = load_embedder()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.sets.split(","):
-            if name != "seeds" and not (EVALDATA / name).is_dir():
-                print(f"skipping {name}: not present", file=sys.stderr)
-                continue
-            count = args.ingest_runs if name == "seeds" else args.large_ingest_runs
+        for name in present(args.sets):
+            count = args.ingest_runs if name == SEEDS else args.large_ingest_runs
             runs = [ingest_once(name, embedder, Path(tmp)) for _ in range(count)]
-            kb = Path(tmp) / "kb" if runs else cached_kb(name)
-            service = Wendao(kb_dir=kb, embedder=embedder)
-            if not runs and name != "seeds":
-                build_beir_kb(service, load_beir(EVALDATA / name)[0])
-            latency = query_latency(service, questions(name, args.queries + 1))
+            # after the runs, their knowledge base; with none, the cached one ``wendao eval`` uses
+            service, queries = open_set(name, kb_dir=Path(tmp) / "kb" if runs else None, embedder=embedder)
+            latency = query_latency(service, [q.question for q in queries][: args.queries + 1])
             embed = latency["embed"]["median"]
             results[name] = {
                 "ingest": None if not runs else {
@@ -110,7 +73,7 @@ def main() -> None:
                 "query_ms": latency,
                 "rest_over_embed": round(latency["all but embed"]["median"] / embed, 4) if embed else None,
             }
-    print(json.dumps(results, ensure_ascii=False, indent=1))
+    print_json(results)
     for name, row in results.items():
         ingest = row["ingest"]
         speed = f"{ingest['chunks_per_s_median']} chunks/s (median of {ingest['runs']})" if ingest else "ingest not run"

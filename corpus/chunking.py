@@ -1,9 +1,12 @@
 """Cut a cleaned document into retrievable chunks with exact offsets and heading paths.
 
 Invariants (tested): ``chunk.text == text[chunk.start:chunk.end]``; chunks are stripped and
-non-empty; a chunk never spans text that cleaning removed; a chunk is at most
-``settings.size`` characters unless one piece of it has no separator at all (a number, a
-flattened table row), which is kept whole rather than cut mid-token.
+non-empty; a chunk never spans text that cleaning removed; a chunk is at most ``settings.size``
+characters, on any text. The splitter cuts at paragraphs, lines, 。！？；, then ，、; a piece with
+none of these (a page without punctuation, a flattened table row) is cut at closing quotes, then
+spaces, then between two tokens (``corpus.bounded``): never inside a number (50.58%, 1,200), a
+Latin word or a surrogate pair. The one overshoot: a chunk ending with a single number or word
+that straddles the limit keeps it whole, so it may reach ``size + OVERSHOOT`` (32) characters.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from functools import lru_cache
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from corpus.bounded import CLOSING_BREAKS, SPACE_BREAKS, bounded_spans
 from corpus.clean import Block
 from corpus.records import Chunk
 from corpus.sentences import sentence_spans
@@ -20,7 +24,7 @@ from corpus.sentences import sentence_spans
 
 # Bump whenever cleaning, chunk boundaries, headings or sentence units change: knowledge bases
 # record it, and one built by another version asks for `wendao reindex`.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"  # 3: the chunk size holds on text without punctuation; long sentence units are cut
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class ChunkSettings:
 
 
 # Paragraph, line, sentence end (closing quotes stay with the sentence), clause comma.
-# No "" separator: a piece with none of these is never cut, so numbers and table rows stay whole.
+# No "" separator: langchain would cut numbers apart; a piece with none of these that is still
+# too long goes to ``bounded_spans`` with FALLBACK_BREAKS (a piece that fits is left as it was).
 SEPARATORS = [
     r"\n\s*\n",
     r"\n",
@@ -42,6 +47,7 @@ SEPARATORS = [
     r"[，、]",
     r"(?<!\d),|,(?!\d)",
 ]
+FALLBACK_BREAKS = (CLOSING_BREAKS, SPACE_BREAKS)
 
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _HEADING_PATTERNS: list[tuple[re.Pattern[str], int]] = [
@@ -75,8 +81,26 @@ def _splitter(size: int, overlap: int) -> RecursiveCharacterTextSplitter:
     )
 
 
-def split_span(text: str, start: int, end: int, size: int, overlap: int = 0) -> list[tuple[int, int]]:
-    """Split ``text[start:end]`` with the Chinese-aware splitter; return exact (start, end) spans."""
+def split_span(
+    text: str, start: int, end: int, size: int, overlap: int = 0, limit: int | None = None
+) -> list[tuple[int, int]]:
+    """Split ``text[start:end]`` with the Chinese-aware splitter; return exact (start, end) spans.
+
+    Pieces the separators could not bring under ``limit`` (default ``size``) are cut by
+    ``bounded_spans``; pieces within it are exactly what the splitter made.
+    """
+    limit = size if limit is None else limit
+    spans: list[tuple[int, int]] = []
+    for piece_start, piece_end in _splitter_spans(text, start, end, size, overlap):
+        if piece_end - piece_start > limit:
+            spans.extend(bounded_spans(text, piece_start, piece_end, limit, FALLBACK_BREAKS))
+        else:
+            spans.append((piece_start, piece_end))
+    return spans
+
+
+def _splitter_spans(text: str, start: int, end: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """langchain's pieces of ``text[start:end]`` as exact spans (unsplittable ones may exceed size)."""
     region = text[start:end]
     if len(region) <= size:
         stripped = region.strip()
@@ -211,9 +235,13 @@ def _sections(text: str, group: list[Block]) -> list[tuple[_Section, list[int]]]
 
 
 def _section_spans(text: str, section: _Section, settings: ChunkSettings) -> list[tuple[int, int]]:
-    """Spans of one section; its headings are glued to the start of the first body piece."""
+    """Spans of one section; its headings are glued to the start of the first body piece.
+
+    When the headings leave less than ``min_size`` of room, they are a chunk of their own
+    rather than push the first chunk over the size.
+    """
     if not section.body:
-        return [(section.start, section.end)]
+        return split_span(text, section.start, section.end, settings.size)
     body_start = section.body[0].start
     pieces = split_span(text, body_start, section.end, settings.size, settings.overlap)
     if not section.headings:
@@ -222,10 +250,12 @@ def _section_spans(text: str, section: _Section, settings: ChunkSettings) -> lis
     first_start, first_end = pieces[0]
     if first_end - head_start > settings.size:
         room = settings.size - (body_start - head_start)
-        if room >= max(settings.min_size, 1):
-            sub = split_span(text, first_start, first_end, room, 0)
-            if len(sub) > 1:
-                pieces = sub + pieces[1:]
+        if room < max(settings.min_size, 1):
+            return split_span(text, head_start, section.headings[-1].end, settings.size) + pieces
+        sub = split_span(text, first_start, first_end, room, 0, limit=settings.size)
+        if sub[0][1] - sub[0][0] > room:  # the splitter could not make the first piece fit
+            sub = bounded_spans(text, sub[0][0], sub[0][1], room, FALLBACK_BREAKS) + sub[1:]
+        pieces = sub + pieces[1:]
     pieces[0] = (head_start, pieces[0][1])
     return pieces
 

@@ -61,6 +61,9 @@ _FOOTER_LINE = re.compile(
     r"^(微信号?|微信公众号|公众号|qq群?|weixin|wechat)\s*[:：]",
     re.I,
 )
+# A copyright / ICP line is short; a longer line that mentions 版权所有 or © is content (a
+# page without line breaks is one line: it must not go because its footer is in it).
+FOOTER_LINE_MAX = 300
 _BREADCRUMB = re.compile(
     r"^(\d+[.、]\s*)?(当前位置|當前位置|您的位置|您现在的位置|您現在的位置|所在位置|位置)\s*[:：]"
     r"|^(\d+[.、]\s*)?(首页|首頁|主页|主頁|home)\s*[>›»/＞]",
@@ -82,7 +85,7 @@ _NUMBERED_HEADING = re.compile(
     r"[（(][一二三四五六七八九十\d]+[)）]|\d+(\.\d+)*[、.．]\s*|#{1,6}\s)"
 )
 _MENU_SPLIT = re.compile(r"[\s|｜·•]+")
-_TOC_SPLIT = re.compile(r"[\s,，|｜/]+")
+_TOC_TOKEN = re.compile(r"[^\s,，|｜/]+")
 
 
 @dataclass
@@ -129,8 +132,10 @@ def _is_menu_line(line: str) -> bool:
 def _is_breadcrumb(line: str) -> bool:
     if _BREADCRUMB.search(line):
         return True
+    if len(line) > 80:  # checked before splitting: a one-line page of megabytes is not split
+        return False
     parts = _CRUMB_SEP.split(line)
-    return len(parts) >= 3 and len(line) <= 80 and all(0 < len(p) <= 20 for p in parts)
+    return len(parts) >= 3 and all(0 < len(p) <= 20 for p in parts)
 
 
 def _is_widget(line: str) -> bool:
@@ -158,7 +163,7 @@ def _is_junk_line(line: str, spam: set[str]) -> bool:
         or _is_mojibake(line)
         or bool(_PAGE_MARKER.match(line))
         or bool(_FILENAME_LINE.match(line))
-        or bool(_FOOTER_LINE.search(line))
+        or (len(line) <= FOOTER_LINE_MAX and bool(_FOOTER_LINE.search(line)))
         or not _WORD.search(_MOJIBAKE_RUN.sub("", line))
     )
 
@@ -192,9 +197,16 @@ def detect_spam_phrases(text: str, lines: list[_Line] | None = None) -> set[str]
 
 
 def _is_toc_line(line: str, standalone: set[str]) -> bool:
-    """A line that only lists other standalone lines of the document (a table of contents)."""
-    tokens = [t for t in _TOC_SPLIT.split(line) if t]
-    return len(tokens) >= 2 and all(t in standalone and t != line for t in tokens)
+    """A line that only lists other standalone lines of the document (a table of contents).
+
+    Tokens are read one at a time and the first non-heading ends it: a huge line costs nothing.
+    """
+    count = 0
+    for match in _TOC_TOKEN.finditer(line):
+        if match.group() not in standalone or match.group() == line:
+            return False
+        count += 1
+    return count >= 2
 
 
 # --- main -----------------------------------------------------------------------------------

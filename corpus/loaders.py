@@ -8,9 +8,12 @@ never more than the limit is read, so a huge or special file cannot exhaust memo
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
+import importlib
 import io
 import logging
+import os
 import re
 import stat
 import zipfile
@@ -19,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
 
 from corpus.errors import IngestError
@@ -50,6 +54,8 @@ _LEGACY_CODECS = ("gb18030", "cp950", "big5hkscs")
 _UTF16 = ("utf-16-le", "utf-16-be")
 _PLAIN = re.compile(r"[\t\n\r\x20-\x7e\u2000-\u206f\u3000-\u303f\uff00-\uffef]")
 _MIN_TEXT_SCORE = 0.5
+_CLEAR_TEXT_SCORE = 0.9
+_FEW_NON_ASCII = 8  # non-ASCII characters in a UTF-8 reading short enough to be a legacy codec's by chance
 _SCORE_SAMPLE = 20_000
 _NEWLINES = re.compile(r"\r\n?|\u2028|\u2029")
 _UNDECODABLE = "binary or undecodable file: not UTF-8, GB18030/GBK, Big5 or UTF-16 text"
@@ -88,7 +94,7 @@ def check_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise IngestError(str(path), "no such file or directory") from None
+        raise IngestError(str(path), _missing_reason(path)) from None
     except OSError as exc:
         raise IngestError(str(path), f"cannot access file: {exc.strerror or exc}") from exc
     if stat.S_ISDIR(info.st_mode):
@@ -193,6 +199,17 @@ def decode_bytes(data: bytes, source: str) -> tuple[str, str]:
     text = _strict(data, "utf-8")
     if text is None:
         return _best_decoding(data, _LEGACY_CODECS, source, _UNDECODABLE)
+    wide = "".join(ch for ch in text if ord(ch) > 127)
+    if 0 < len(wide) <= _FEW_NON_ASCII and text_score(wide) < _MIN_TEXT_SCORE:
+        # A few GB18030/Big5 characters can also be valid UTF-8 ("职业" reads as ְҵ); longer
+        # legacy text practically never is, so only such short runs are read again, and the
+        # legacy reading wins only when its non-ASCII characters are clearly Chinese.
+        try:
+            legacy, encoding = _best_decoding(data, _LEGACY_CODECS, source, _UNDECODABLE)
+        except IngestError:
+            legacy = None
+        if legacy is not None and text_score("".join(ch for ch in legacy if ord(ch) > 127)) >= _CLEAR_TEXT_SCORE:
+            return legacy, encoding
     if _looks_binary(text):
         raise IngestError(source, "binary file (control characters), not text")
     return text, "utf-8"
@@ -205,12 +222,26 @@ def _looks_binary(text: str) -> bool:
     return controls > max(2, len(sample) // 100)
 
 
-def _html_to_text(raw: str) -> tuple[str, str | None]:
+def _backend(module: str, fmt: str, source: str) -> ModuleType:
+    """Import a format's extraction library; a broken install fails this file, not the batch.
+
+    (A new venv's pip 23.2 once skipped ``lxml[html_clean]``, so ``import trafilatura`` raised
+    and every HTML file took its whole batch down.)
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise IngestError(
+            source, f"cannot read {fmt} files: the library {module!r} failed to import ({exc}); reinstall wendao"
+        ) from None
+
+
+def _html_to_text(raw: str, source: str) -> tuple[str, str | None]:
     """trafilatura's main-content extraction (tables kept), plain tag stripping as a fallback.
 
     The title is trafilatura's: a page's single <h1>, else its <title> without the site name.
     """
-    import trafilatura
+    trafilatura = _backend("trafilatura", "HTML", source)
 
     try:
         text = trafilatura.extract(
@@ -227,15 +258,15 @@ def _html_to_text(raw: str) -> tuple[str, str | None]:
         text, metadata = None, None
     title = metadata.title if metadata is not None and metadata.title else None
     if not text or not text.strip():
-        text = _plain_html_text(raw)
+        text = _plain_html_text(raw, source)
     return text or "", title
 
 
-def _plain_html_text(raw: str) -> str:
-    import lxml.html
+def _plain_html_text(raw: str, source: str) -> str:
+    lxml_html = _backend("lxml.html", "HTML", source)
 
     try:
-        root = lxml.html.fromstring(raw)
+        root = lxml_html.fromstring(raw)
     except Exception:  # lxml raises several types for junk input; any of them means "no text"
         return ""
     for element in root.xpath("//script|//style|//noscript"):
@@ -244,7 +275,7 @@ def _plain_html_text(raw: str) -> str:
 
 
 def _pdf_to_text(data: bytes, source: str) -> str:
-    from pypdf import PdfReader
+    PdfReader = _backend("pypdf", "PDF", source).PdfReader
 
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings repeat what IngestError says
     try:
@@ -264,8 +295,8 @@ def _pdf_to_text(data: bytes, source: str) -> str:
 
 def _docx_to_text(data: bytes, source: str) -> str:
     """Paragraphs and tables in document order; a table row becomes one tab-separated line."""
-    import docx
-    from docx.table import Table
+    docx = _backend("docx", "DOCX", source)
+    Table = _backend("docx.table", "DOCX", source).Table
 
     if not zipfile.is_zipfile(io.BytesIO(data)):
         raise IngestError(source, "corrupt or invalid .docx file: not a zip package (an old .doc? save it as .docx)")
@@ -310,7 +341,7 @@ def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedText:
     else:
         text, encoding = decode_bytes(data, source)
         if fmt == "html":
-            text, title_hint = _html_to_text(text)
+            text, title_hint = _html_to_text(text, source)
     text = normalise_newlines(text)
     if not text.strip():
         raise IngestError(source, "no text in the file (only whitespace or markup)")
@@ -319,22 +350,78 @@ def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedText:
     )
 
 
-def iter_supported_files(paths: list[Path]) -> Iterator[Path]:
-    """Supported files under ``paths`` (folders walked recursively, sorted, hidden names skipped).
+MAX_FOLDER_DEPTH = 64  # deeper than any real archive; a deeper tree is skipped and reported
 
-    A missing path raises IngestError; unsupported files inside folders are skipped silently,
-    while anything named explicitly that is not a folder is yielded so load_file can say why it
-    fails (unsupported type, a pipe, ...).
+
+@dataclass
+class FolderScan:
+    """What a path named by the user holds: the files to read and what was skipped, with why."""
+
+    files: list[Path]
+    skipped: list[IngestError]
+
+
+def scan_path(path: Path) -> FolderScan:
+    """Supported files under ``path`` (folders walked, sorted, hidden names skipped).
+
+    The walk is iterative (a tree nested thousands deep cannot exhaust the stack), follows
+    symbolic links to folders but never into a folder it is already inside (a link loop), and
+    reports what it skipped. A missing path raises IngestError; anything named explicitly that
+    is not a folder is returned so ``load_file`` can say why it fails (unsupported type, a pipe).
     """
-    for path in map(Path, paths):
-        if not path.exists():
-            raise IngestError(str(path), "no such file or directory")
-        if not path.is_dir():
-            yield path
+    path = Path(path)
+    if not path.exists():
+        raise IngestError(str(path), _missing_reason(path))
+    if not path.is_dir():
+        return FolderScan([path], [])
+    files: list[Path] = []
+    skipped: list[IngestError] = []
+    # (folder, depth, the (device, inode) of the folders above it): ancestors, not all seen
+    # folders, so two links to one folder both count while a link back up is a loop.
+    pending: list[tuple[Path, int, frozenset[tuple[int, int]]]] = [(path, 0, frozenset())]
+    while pending:
+        folder, depth, ancestors = pending.pop()
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name, reverse=True)
+        except OSError as exc:
+            skipped.append(IngestError(str(folder), f"folder skipped: cannot be read ({exc.strerror or exc})"))
             continue
-        for child in sorted(path.rglob("*")):
-            relative = child.relative_to(path)
-            if any(part.startswith(".") for part in relative.parts):
+        here = ancestors | {(info.st_dev, info.st_ino)}
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            if child.is_file() and child.suffix.lower() in SUPPORTED_SUFFIXES:
-                yield child
+            child = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                try:
+                    child_info = child.stat()
+                except OSError as exc:
+                    skipped.append(IngestError(str(child), f"folder skipped: {exc.strerror or exc}"))
+                    continue
+                if (child_info.st_dev, child_info.st_ino) in here:
+                    skipped.append(IngestError(str(child), "folder skipped: a link back to a folder it is inside (a loop)"))
+                elif depth + 1 > MAX_FOLDER_DEPTH:
+                    skipped.append(IngestError(str(child), f"folder skipped: nested deeper than {MAX_FOLDER_DEPTH} levels"))
+                else:
+                    pending.append((child, depth + 1, here))
+            elif child.suffix.lower() in SUPPORTED_SUFFIXES and (entry.is_file() or entry.is_symlink()):
+                files.append(child)
+    return FolderScan(sorted(files, key=lambda f: f.relative_to(path).parts), skipped)
+
+
+def _missing_reason(path: Path) -> str:
+    """Why a named path cannot be found: a dangling or looping link is not "no such file"."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 raises this for a loop
+            return "symbolic link loop: the link points (eventually) to itself"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop: the link points (eventually) to itself"
+        return f"broken symbolic link: its target {os.readlink(path)!r} does not exist"
+    return "no such file or directory"

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+
+from corpus.folding import fold
 
 
 @dataclass
@@ -39,6 +42,13 @@ class Chunk:
 
     def __post_init__(self) -> None:
         self.sentences = [tuple(span) for span in self.sentences]  # JSON gives lists
+
+    @cached_property
+    def folded(self) -> str:
+        """``text`` folded for matching, once per loaded chunk (same length: same offsets).
+
+        Not a dataclass field, so it is never written to the knowledge base."""
+        return fold(self.text)
 
 
 @dataclass

@@ -70,7 +70,11 @@ class DenseIndex:
         return faiss.downcast_index(self._index.storage) if self._is_hnsw else self._index
 
     def save(self, path: Path) -> None:
-        faiss.write_index(self._index, str(path))
+        """Serialise in memory and write from Python: ``faiss.write_index`` reports a failed
+        final flush (a full disk) only on stderr and leaves a truncated file behind."""
+        data = faiss.serialize_index(self._index)
+        with open(path, "wb") as handle:
+            handle.write(memoryview(data))
 
     @classmethod
     def load(cls, path: Path) -> "DenseIndex":

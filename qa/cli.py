@@ -17,10 +17,10 @@ from corpus.loaders import DEFAULT_MAX_MB
 from index.ingest import IngestReport
 from index.model import ModelNotFoundError
 from index.store import KnowledgeBaseError
-from qa.cli_model import model_app
+from qa.cli_model import FIRST_USE_NOTE, build_display, model_app
 from qa.jsonl import read_jsonl
 from qa.output import answer_json, search_json
-from qa.retrieve import MODES, QueryError
+from qa.retrieve import MAX_K, MODES, QueryError
 from qa.service import Wendao
 
 app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every answer cited to its passage.", no_args_is_help=True)
@@ -39,7 +39,9 @@ QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","quest
 
 
 def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False) -> Wendao:
-    return Wendao(kb_dir=kb, model=model, allow_network=allow_network)
+    # A model build on first use shows what `wendao model build` shows, on the same console as
+    # the ingest bar (rich nests the two).
+    return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=build_display(errors, FIRST_USE_NOTE))
 
 
 @contextmanager
@@ -65,7 +67,7 @@ def _progress_bar(enabled: bool = True):
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True) as bar:
         tasks: dict[str, int] = {}
-        labels = {"read": "读取文档 reading", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
+        labels = {"read": "读取文档 reading", "load": "加载模型 loading the model", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -169,7 +171,7 @@ def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
 def search(
     query: Optional[str] = typer.Argument(None, help="Question or keywords."),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid | dense | lexical"),
-    k: int = typer.Option(5, "-k", help="How many passages."),
+    k: int = typer.Option(5, "-k", min=1, max=MAX_K, help=f"How many passages (1–{MAX_K})."),
     doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only search these document ids."),
     as_json: bool = JsonOption,
     queries: Optional[Path] = QueriesOption,
@@ -189,13 +191,13 @@ def search(
                 except QueryError as error:  # one bad line must not end a batch
                     _print_json_line(query_id, {"query": text, "error": str(error)})
                     continue
-                _print_json_line(query_id, search_json(plan.text, mode, hits))
+                _print_json_line(query_id, search_json(plan, mode, hits))
             return
         if query is None:
             raise QueryError("give a QUERY or --queries FILE")
         hits, plan = service.search(query, mode=mode, k=k, doc_ids=set(doc or []))
     if as_json:
-        print(json.dumps(search_json(plan.text, mode, hits), ensure_ascii=False, indent=1))
+        print(json.dumps(search_json(plan, mode, hits), ensure_ascii=False, indent=1))
         return
     for hit in hits:
         scores = " ".join(f"{n}={v:.3f}" for n, v in (("dense", hit.dense), ("lexical", hit.lexical)) if v is not None)
@@ -253,7 +255,8 @@ def evaluate(
     allow_network: bool = NetworkOption,
 ) -> None:
     """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, abstention."""
-    from qa.evaluate import evaluate_file, render_table
+    from qa.eval_report import render_table
+    from qa.evaluate import evaluate_file
 
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         report = evaluate_file(
@@ -274,7 +277,7 @@ def serve(
     allow_network: bool = NetworkOption,
 ) -> None:
     """Start the web app (Gradio), offline."""
-    from ui.app import launch
+    from ui.web.app import launch
 
     with _friendly_errors():
         launch(_service(kb, model, allow_network), host=host, port=port)

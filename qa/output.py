@@ -1,7 +1,8 @@
 """The stable JSON shapes of ``ask`` and ``search`` (documented in the README)."""
 from __future__ import annotations
 
-from qa.answer import Answer, term_spans
+from qa.answer import Answer
+from qa.query import QueryPlan
 from qa.retrieve import SearchHit
 
 
@@ -38,9 +39,9 @@ def answer_json(answer: Answer) -> dict:
     }
 
 
-def search_json(query: str, mode: str, hits: list[SearchHit]) -> dict:
+def search_json(plan: QueryPlan, mode: str, hits: list[SearchHit]) -> dict:
     return {
-        "query": query,
+        "query": plan.text,
         "mode": mode,
         "results": [
             {
@@ -49,7 +50,7 @@ def search_json(query: str, mode: str, hits: list[SearchHit]) -> dict:
                 **_passage(hit),
                 "matches": [
                     {"start": hit.chunk.start + s, "end": hit.chunk.start + e}
-                    for s, e in term_spans(hit.chunk.text, query)
+                    for s, e in plan.term_spans(hit.chunk.folded)
                 ],
             }
             for hit in hits

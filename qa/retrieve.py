@@ -10,25 +10,21 @@ were chosen on the shared dev sets with ``benchmarks/fusion.py`` (figures in the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from corpus.folding import fold
 from corpus.records import Chunk, Document
 from index.embedder import Embedder
-from index.lexical import tokenize_folded
 from index.store import Snapshot
 from qa.fusion import fuse, top_positions
-from qa.terms import STOPWORDS
+from qa.query import QueryError, QueryPlan
 
 MODES = ("hybrid", "dense", "lexical")
-MAX_QUERY_CHARS = 2000
+MAX_K = 1000  # results per query; more is never useful and costs memory
 UNITS_PER_CANDIDATE = 4  # sentence vectors fetched per dense candidate chunk wanted
-
-
-class QueryError(ValueError):
-    """A query that cannot be searched (empty); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -63,24 +59,17 @@ class SearchHit:
     lexical: float | None
     sentence_dense: list[float] | None = None  # cosine of each of chunk.sentences
 
-
-@dataclass
-class QueryPlan:
-    """A query prepared once: folded text, lexical tokens, and (lazily) its embedding."""
-
-    text: str
-    folded: str
-    tokens: list[str]
-    vector: np.ndarray | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    @cached_property
+    def folded_context(self) -> str:
+        """The document title and heading path, folded: what every sentence of the passage is about."""
+        return fold(f"{self.document.title}\n{self.chunk.heading}")
 
 
-def normalise_query(query: str) -> str:
-    """Strip and bound the query; very long queries are cut, not rejected, so pasting works."""
-    query = (query or "").strip()
-    if not query:
-        raise QueryError("the question is empty: type a question or keywords")
-    return query[:MAX_QUERY_CHARS]
+def check_k(k: object) -> int:
+    """How many results to return, from an untrusted caller: a whole number in 1..MAX_K."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+        raise QueryError(f"k must be a whole number from 1 to {MAX_K}, got {k!r}")
+    return int(k)
 
 
 class Retriever:
@@ -89,39 +78,42 @@ class Retriever:
         self.embedder = embedder
         self.fusion = fusion or FusionSettings()
 
-    def plan(self, query: str, need_vector: bool = True) -> QueryPlan:
-        text = normalise_query(query)
+    def embed(self, plans: list[QueryPlan]) -> None:
+        """Give every plan without one its query vector: one batched call for many questions."""
+        missing = [plan for plan in plans if plan.vector is None]
+        if not missing:
+            return
         started = time.perf_counter()
-        folded = fold(text)
-        tokens = [t for t in tokenize_folded(folded) if t not in STOPWORDS]  # 什么/多少/的 only add noise
-        plan = QueryPlan(text=text, folded=folded, tokens=tokens)
-        plan.timings_ms["fold"] = _ms_since(started)
-        if need_vector:
-            started = time.perf_counter()
-            plan.vector = self.embedder.encode_queries([folded])[0]
-            plan.timings_ms["embed"] = _ms_since(started)
-        return plan
+        for plan, vector in zip(missing, self.embedder.encode_queries([p.folded for p in missing])):
+            plan.vector = vector
+        if len(missing) == 1:
+            missing[0].timings_ms["embed"] = _ms_since(started)
 
-    def plans(self, queries: list[str], need_vector: bool = True) -> list[QueryPlan]:
-        """Many queries at once: one batched embedding call instead of one per query."""
-        plans = [self.plan(q, need_vector=False) for q in queries]
-        if need_vector and plans:
-            for plan, vector in zip(plans, self.embedder.encode_queries([p.folded for p in plans])):
-                plan.vector = vector
-        return plans
+    def ensure_sentence_scores(self, plan: QueryPlan, hits: list[SearchHit]) -> None:
+        """Sentence cosines for hits ranked without them (lexical mode): answering and abstention
+        are calibrated on both signals, so a lexical answer still needs them (one query embedding;
+        the sentence vectors are stored)."""
+        lacking = [hit for hit in hits if hit.sentence_dense is None]
+        if not lacking:
+            return
+        self.embed([plan])
+        for hit in lacking:
+            rows = np.asarray(self.snapshot.unit_rows(hit.position))
+            hit.sentence_dense = self.snapshot.dense.scores(plan.vector, rows).tolist()
+            hit.dense = max(hit.sentence_dense)
 
     def search(
         self,
-        query: str | QueryPlan,
+        plan: QueryPlan,
         mode: str = "hybrid",
         k: int = 10,
         doc_ids: set[str] | None = None,
     ) -> list[SearchHit]:
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-        plan = query if isinstance(query, QueryPlan) else self.plan(query, need_vector=mode != "lexical")
-        if mode != "lexical" and plan.vector is None:
-            plan.vector = self.embedder.encode_queries([plan.folded])[0]
+        check_k(k)
+        if mode != "lexical":
+            self.embed([plan])
         snapshot = self.snapshot
         allowed = self._allowed(doc_ids)
         if not snapshot.chunks or (allowed is not None and not allowed.any()):
@@ -154,7 +146,8 @@ class Retriever:
         started = time.perf_counter()
         method = mode if mode != "hybrid" else self.fusion.method
         lexical = lexical_all[pool] if lexical_all is not None else None
-        fused = fuse(method, self.fusion.weight_for(plan.text), chunk_dense, lexical)
+        plan.dense_weight = self.fusion.weight_for(plan.text) if mode == "hybrid" else None
+        fused = fuse(method, plan.dense_weight or 0.0, chunk_dense, lexical)
         best = np.argsort(-fused, kind="stable")[:k]
         hits = []
         for rank, j in enumerate(best, 1):

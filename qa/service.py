@@ -1,7 +1,9 @@
 """One object that the CLI and the web app share: a knowledge base, its model, ask and search.
 
-The model loads lazily (seconds) and once; the index snapshot is reloaded whenever another
-process or thread has written a new generation, so questions keep working during an ingest.
+The model loads lazily (seconds) and once, only for what embeds (a question, a new document):
+removing documents, listing them or refusing a bad knowledge-base folder never loads it. The
+index snapshot is reloaded whenever another process or thread has written a new generation, so
+questions keep working during an ingest.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from platformdirs import user_data_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
@@ -20,10 +21,11 @@ from corpus.pipeline import seed_paths
 from index.embedder import Embedder, load_embedder
 from index.ingest import EMBED_TEMPLATE, FOLD_VERSION, IngestReport, Ingestor, Progress
 from index.lexical import TOKENIZER_VERSION
-from index.model import DEFAULT_MODEL
+from index.model import DEFAULT_MODEL, BuildDisplay
 from index.store import FORMAT_VERSION, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
 from qa.answer import Answer, AnswerSettings, build_answer
-from qa.retrieve import FusionSettings, QueryPlan, Retriever, SearchHit, normalise_query
+from qa.query import QueryPlan, plan_query
+from qa.retrieve import FusionSettings, Retriever, SearchHit
 from qa.terms import query_terms
 
 KB_ENV = "WENDAO_KB"
@@ -44,6 +46,7 @@ class Wendao:
         fusion: FusionSettings | None = None,
         answering: AnswerSettings | None = None,
         embedder: Embedder | None = None,
+        model_display: BuildDisplay | None = None,
     ):
         self.kb_dir = Path(kb_dir) if kb_dir else default_kb_dir()
         self.store = KnowledgeBaseStore(self.kb_dir)
@@ -53,8 +56,12 @@ class Wendao:
         self.fusion = fusion or FusionSettings()
         self.answering = answering or AnswerSettings()
         self._embedder = embedder
+        self._model_display = model_display  # shows a build of the model on first use
         self._snapshot: Snapshot | None = None
         self._lock = threading.RLock()
+        # Loading the model only waits for itself: an ingest holding the knowledge base's write
+        # lock loads it, while ensure_built holds self._lock waiting for that write lock.
+        self._model_lock = threading.Lock()
 
     # -- resources -------------------------------------------------------------------------
     @property
@@ -68,13 +75,18 @@ class Wendao:
 
     @property
     def embedder(self) -> Embedder:
-        with self._lock:
+        with self._model_lock:
             if self._embedder is None:
-                self._embedder = load_embedder(self.model_name, allow_network=self._allow_network)
+                self._embedder = load_embedder(
+                    self.model_name, allow_network=self._allow_network, display=self._model_display
+                )
             return self._embedder
 
     def ingestor(self) -> Ingestor:
-        return Ingestor(self.store, self.embedder, self.chunking)
+        """An ingestor that loads the model only when it has something to embed."""
+        if self._embedder is not None:
+            return Ingestor(self.store, self._embedder, self.chunking)
+        return Ingestor(self.store, lambda: self.embedder, self.chunking, model=self.model_name)
 
     def ensure_built(self, progress: Progress | None = None) -> None:
         """With no knowledge base yet, build one from the bundled seed documents."""
@@ -120,50 +132,38 @@ class Wendao:
 
     # -- questions -------------------------------------------------------------------------
     def search(
-        self, query: str, mode: str = "hybrid", k: int = 10, doc_ids: set[str] | None = None
+        self, query: str | QueryPlan, mode: str = "hybrid", k: int = 10, doc_ids: set[str] | None = None
     ) -> tuple[list[SearchHit], QueryPlan]:
-        normalise_query(query)  # an empty query fails before the model is loaded
-        retriever = self.retriever()
-        plan = retriever.plan(query, need_vector=mode != "lexical")
-        return retriever.search(plan, mode=mode, k=k, doc_ids=doc_ids), plan
-
-    def load(self) -> float:
-        """Load the index, the model and jieba's dictionary now; milliseconds it took.
-
-        The first question of a process pays seconds for these; ``ask`` reports that as its
-        own ``load`` timing, so the per-stage timings and ``total`` measure the question.
-        """
-        started = time.perf_counter()
-        self.retriever()
-        query_terms("预热")
-        return _ms(started)
+        """Ranked passages and the planned query they answer (an empty query fails first)."""
+        plan = query if isinstance(query, QueryPlan) else plan_query(query)
+        return self.retriever().search(plan, mode=mode, k=k, doc_ids=doc_ids), plan
 
     def ask(self, question: str, mode: str = "hybrid") -> Answer:
-        normalise_query(question)  # an empty query fails before anything is loaded
-        loading = self.load()
+        """Answer a question. The first question of a process also loads the index, the model
+        and jieba's dictionary (seconds): that is reported as its own ``load`` timing, so the
+        stage timings and ``total`` measure the question."""
+        plan = plan_query(question)  # an empty question fails before anything is loaded
+        loading_started = time.perf_counter()
+        retriever = self.retriever()
+        query_terms("预热")
+        loading = _ms(loading_started)
         started = time.perf_counter()
-        hits, plan = self.search(question, mode=mode, k=self.answering.passages)
-        answer = self.answer_from(plan, hits)
-        answer.timings_ms["total"] = _ms(started)
+        hits = retriever.search(plan, mode=mode, k=self.answering.passages)
+        answer = self._answer(retriever, plan, hits)
+        answer.timings_ms["total"] = _ms(started) + plan.timings_ms.get("fold", 0.0)
         if loading >= 100:
             answer.timings_ms["load"] = loading
         return answer
 
     def answer_from(self, plan: QueryPlan, hits: list[SearchHit]) -> Answer:
         """Answer a planned query from its ranked passages (used by ask and by evaluation)."""
+        return self._answer(self.retriever(), plan, hits)
+
+    def _answer(self, retriever: Retriever, plan: QueryPlan, hits: list[SearchHit]) -> Answer:
         started = time.perf_counter()
         hits = hits[: self.answering.passages]
-        if any(hit.dense is None for hit in hits):
-            # Abstention is calibrated on both signals: a lexical-mode answer still needs the
-            # passages' cosines (one query embedding; the passage vectors are stored).
-            if plan.vector is None:
-                plan.vector = self.embedder.encode_queries([plan.folded])[0]
-            snapshot = self.snapshot()
-            for hit in hits:
-                rows = np.asarray(snapshot.unit_rows(hit.position))
-                hit.sentence_dense = snapshot.dense.scores(plan.vector, rows).tolist()
-                hit.dense = max(hit.sentence_dense)
-        answer = build_answer(plan.text, hits, self.answering)
+        retriever.ensure_sentence_scores(plan, hits)
+        answer = build_answer(plan, hits, self.answering)
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
         return answer
 

@@ -11,7 +11,8 @@ import pytest
 
 from corpus.folding import fold
 from corpus.pipeline import sample_queries_path
-from qa.evaluate import evaluate, load_queries
+from qa.evaluate import evaluate
+from qa.testsets import load_queries
 from qa.output import answer_json, search_json
 from qa.service import Wendao
 
@@ -81,7 +82,7 @@ def test_json_shapes_are_the_documented_ones(seed_service: Wendao):
     assert set(citation) >= {"n", "doc_id", "title", "source", "heading", "start", "end", "text", "score", "spans"}
     assert {"embed", "lexical", "dense", "fusion", "answer", "total"} <= set(shaped["timings_ms"])
     hits, plan = seed_service.search("学分银行", mode="hybrid", k=3)
-    results = search_json(plan.text, "hybrid", hits)["results"]
+    results = search_json(plan, "hybrid", hits)["results"]
     assert [r["rank"] for r in results] == [1, 2, 3]
     for result in results:
         assert set(result) >= {"rank", "chunk_id", "doc_id", "title", "source", "heading", "start", "end",

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.chunking import SEPARATORS, ChunkSettings
+from corpus.bounded import OVERSHOOT, TOKEN
+from corpus.chunking import ChunkSettings
 from corpus.errors import IngestError
 from corpus.pipeline import prepare_file, seed_paths
+from corpus.sentences import MAX_SENTENCE_CHARS
 
 _NEWLINES = re.compile(r"\r\n|\r|\u2028|\u2029")
-_ANY_SEPARATOR = re.compile("|".join(f"(?:{s})" for s in SEPARATORS))
-GLUE_MAX = 100  # generated headings are short: at most this many characters glued before a body
 
 WORDS = list(
     "数据 安全 管理 办法 规定 职业 教育 学校 企业 政府 部门 人员 工作 制度 建设 发展 改革 推进 加强 落实 "
@@ -71,7 +71,7 @@ heading = st.one_of(
 table = st.lists(st.lists(st.one_of(word, number), min_size=2, max_size=6).map("\t".join), min_size=1, max_size=6).map(
     "\n".join
 )
-unsplittable = st.one_of(  # no separator at all: kept whole even when longer than a chunk
+unsplittable = st.one_of(  # no separator at all: cut at tabs, else between tokens (700 digits: hard cut)
     st.integers(50, 700).map(lambda n: ("1234567890" * 70)[:n]),
     st.lists(word, min_size=20, max_size=150).map("\t".join),
 )
@@ -106,10 +106,15 @@ def check_chunks(path: Path, encoding: str, chunking: ChunkSettings) -> None:
             assert previous_end <= start < end <= chunk.end
             sentence = document.text[start:end]
             assert sentence == sentence.strip()
+            assert end - start <= MAX_SENTENCE_CHARS + OVERSHOOT
             previous_end = end
-        if len(chunk.text) > chunking.size:
-            longest_piece = max(len(piece) for piece in _ANY_SEPARATOR.split(chunk.text))
-            assert longest_piece > chunking.size - GLUE_MAX, f"oversized chunk {chunk.start}:{chunk.end} could have been split"
+        assert len(chunk.text) <= chunking.size + OVERSHOOT, f"chunk {chunk.start}:{chunk.end} is {len(chunk.text)} long"
+        if len(chunk.text) > chunking.size:  # only to keep one number or word whole, the one at its end
+            assert any(m.start() < chunking.size < m.end() == len(chunk.text) for m in TOKEN.finditer(chunk.text)), chunk.text
+    boundaries = {offset for chunk in chunks for offset in (chunk.start, chunk.end)}
+    for token in TOKEN.finditer(expected):  # numbers and Latin words are never cut
+        if len(token.group()) <= OVERSHOOT:
+            assert not any(token.start() < b < token.end() for b in boundaries), f"{token.group()!r} was cut"
     for before, after in zip(chunks, chunks[1:]):
         assert before.end < after.end
         if chunking.overlap == 0:

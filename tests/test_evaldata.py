@@ -13,7 +13,8 @@ import pytest
 
 from corpus.errors import IngestError
 from corpus.pipeline import prepare_text
-from qa.evaluate import evaluate, load_beir
+from qa.evaluate import evaluate
+from qa.testsets import load_beir
 from qa.service import Wendao
 from conftest import needs_evaldata
 
@@ -27,13 +28,13 @@ def drcd_subset(tmp_path_factory, embedder):
     corpus, queries = load_beir(needs_evaldata("drcd", "dev"))
     queries = queries[:QUESTIONS]
     wanted = {doc for q in queries for doc in q.relevant}
-    chosen = [row for row in corpus if row["_id"] in wanted]
-    chosen += [row for row in corpus if row["_id"] not in wanted][: max(0, PASSAGES - len(chosen))]
+    chosen = [passage for passage in corpus if passage.id in wanted]
+    chosen += [passage for passage in corpus if passage.id not in wanted][: max(0, PASSAGES - len(chosen))]
     service = Wendao(kb_dir=tmp_path_factory.mktemp("drcd"), embedder=embedder)
     prepared = []
-    for row in chosen:
+    for passage in chosen:
         try:
-            prepared.append(prepare_text(row["text"], row["_id"], row["_id"], service.chunking, title=row["title"]))
+            prepared.append(prepare_text(passage.text, passage.id, passage.id, service.chunking, title=passage.title))
         except IngestError:
             continue
     service.ingestor().ingest_prepared(prepared)

@@ -5,18 +5,20 @@ import numpy as np
 import pytest
 
 from corpus.sentences import sentence_spans
-from qa.fusion import candidates, fuse
+from qa.fusion import fuse, top_positions
 from qa.retrieve import FusionSettings
 from qa.terms import STOPWORDS, query_terms
 
 
-def test_candidates_are_the_union_of_both_top_lists_and_lexical_needs_a_match():
+def test_top_positions_are_the_largest_and_lexical_candidates_need_a_match():
     dense = np.array([0.9, 0.8, 0.1, 0.2, 0.3])
     lexical = np.array([0.0, 0.0, 5.0, 0.0, 1.0])
-    pool = candidates(dense, lexical, width=2)
-    assert sorted(pool.tolist()) == [0, 1, 2, 4]
+    assert sorted(top_positions(dense, 2).tolist()) == [0, 1]
+    assert sorted(top_positions(dense, 99).tolist()) == [0, 1, 2, 3, 4]  # wider than the list
+    assert sorted(top_positions(lexical, 3, positive=True).tolist()) == [2, 4]
     # a chunk sharing no token with the query is never a lexical candidate
-    assert candidates(None, np.zeros(5), width=3).tolist() == []
+    assert top_positions(np.zeros(5), 3, positive=True).tolist() == []
+    assert top_positions(dense, 0).tolist() == []
 
 
 def test_zscore_fusion_agrees_with_a_strong_signal_and_breaks_ties_with_the_other():

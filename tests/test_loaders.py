@@ -216,3 +216,15 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path):
     with pytest.raises(IngestError, match="over the 0.0001 MB limit"):
         load_file(small, max_bytes=100)
     assert load_file(small, max_bytes=len(ZH.encode())).text == ZH
+
+
+@pytest.mark.parametrize(
+    ("text", "codec"),
+    [("职业\t职业\n", "gb18030"), ("  \r\n职业\n", "gb18030"), ("Привет, мир. Это тест.", "utf-8"), ("Ça va très bien.", "utf-8")],
+)
+def test_short_legacy_text_that_is_also_valid_utf8_reads_as_chinese(tmp_path: Path, text: str, codec: str):
+    """GB18030 职业 is valid UTF-8 (ְҵ); short runs are read the way that looks like text."""
+    path = tmp_path / "short.txt"
+    path.write_bytes(text.encode(codec))
+    loaded = load_file(path)
+    assert loaded.text == text.replace("\r\n", "\n") and loaded.encoding == codec

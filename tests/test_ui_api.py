@@ -94,7 +94,7 @@ def test_questions_are_answered_correctly_while_the_library_ingests(server, tmp_
 
     from gradio_client import Client
 
-    from ui import library
+    from ui.web import library
 
     fact = "星河职业技术学院的无人机专业首批招收了173名学生"
     measure = "第{i}项措施：星河职业技术学院推进第{i}个校企合作项目，建设第{i}号实训基地，培养技能人才{n}名。"

@@ -10,8 +10,9 @@ from html.parser import HTMLParser
 import pytest
 
 from qa.answer import Answer
-from ui import ask, evaluate, library, render, search
-from ui.source import parse_spans, source_page
+from qa.query import plan_query
+from ui.web import ask, evaluate, library, render, search
+from ui.web.source import parse_spans, source_page
 
 pytestmark = pytest.mark.slow
 
@@ -78,10 +79,10 @@ def test_highlight_clamps_spans_outside_the_text():
 
 
 def test_abstention_is_shown_as_such_not_as_an_empty_answer():
-    answer = Answer("明天重庆会下雨吗？", "", True, 0.12, [], [])
-    shown = render.answer_html(answer, abstain_below=0.35)
+    answer = Answer(plan_query("明天重庆会下雨吗？"), "", True, 0.12, 0.35, [], [])
+    shown = render.answer_html(answer)
     assert "无法回答" in shown and "0.12" in shown and "0.35" in shown
-    assert render.cards_html(answer, 0.5) == ""
+    assert render.cards_html(answer) == ""
 
 
 def test_parse_spans_ignores_malformed_pieces():

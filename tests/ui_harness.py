@@ -54,7 +54,7 @@ def shared_server(seed_kb_dir: Path, workdir: Path, embedder) -> RunningServer:
         import uvicorn
 
         from qa.service import Wendao
-        from ui.app import create_app
+        from ui.web.app import create_app
 
         kb = workdir / "kb"
         shutil.copytree(seed_kb_dir, kb, ignore=shutil.ignore_patterns("write.lock"))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import html
 from urllib.parse import urlencode
 
-from qa.answer import Answer, Citation, term_spans
+from qa.answer import Answer, Citation
+from qa.query import QueryPlan
 from qa.retrieve import SearchHit
 
 SOURCE_ROUTE = "wendao/source"  # relative, so the links work under any root path
@@ -72,13 +73,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def scores_html(hit: SearchHit, dense_weight: float) -> str:
+def scores_html(hit: SearchHit, dense_weight: float | None) -> str:
     """The score breakdown: why this passage ranked where it did."""
-    lexical_weight = round(1 - dense_weight, 2)
-    explain = (
-        f"融合分 = {dense_weight:g}×向量分(本次候选内归一化) + {lexical_weight:g}×关键词分(归一化)；"
-        "仅用一种检索时融合分即该检索的分数"
-    )
+    if dense_weight is None:
+        explain = "仅用一种检索：融合分即该检索的分数"
+    else:
+        dense_weight = round(dense_weight, 2)
+        explain = f"融合分 = {dense_weight:g}×向量分(本次候选内归一化) + {round(1 - dense_weight, 2):g}×关键词分(归一化)"
     return (
         f'<div class="wd-scores" title="{html.escape(explain)}">'
         f'<span class="wd-score wd-fused">融合 <b>{_fmt(hit.score)}</b></span>'
@@ -92,36 +93,36 @@ def _heading(hit: SearchHit) -> str:
     return f'<div class="wd-heading">{html.escape(hit.chunk.heading)}</div>' if hit.chunk.heading else ""
 
 
-def passage_html(hit: SearchHit, question: str, answer_spans: Spans = ()) -> str:
+def passage_html(hit: SearchHit, plan: QueryPlan, answer_spans: Spans = ()) -> str:
     """The passage with the answer sentences and the question's terms marked."""
     base = hit.chunk.start
     layers = {
         "answer": [(s - base, e - base) for s, e in answer_spans],
-        "term": term_spans(hit.chunk.text, question),
+        "term": plan.term_spans(hit.chunk.folded),
     }
     return f'<div class="wd-passage">{highlight(hit.chunk.text, layers)}</div>'
 
 
-def citation_card(citation: Citation, question: str, dense_weight: float) -> str:
+def citation_card(citation: Citation, plan: QueryPlan) -> str:
     hit = citation.hit
-    url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, citation.spans, question)
+    url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, citation.spans, plan.text)
     return (
         f'<div class="wd-card" id="wd-cite-{citation.n}" data-doc="{html.escape(hit.chunk.doc_id)}">'
         f'<div class="wd-card-head"><span class="wd-n">[{citation.n}]</span>'
         f'<span class="wd-title">{html.escape(hit.document.title or hit.chunk.doc_id)}</span>'
         f'<span class="wd-doc-id">{html.escape(hit.chunk.doc_id)}</span></div>'
-        f"{_heading(hit)}{passage_html(hit, question, citation.spans)}"
-        f'<div class="wd-card-foot">{scores_html(hit, dense_weight)}'
+        f"{_heading(hit)}{passage_html(hit, plan, citation.spans)}"
+        f'<div class="wd-card-foot">{scores_html(hit, plan.dense_weight)}'
         f'{_link(url, "查看原文", "wd-open", ASK_FRAME)}</div></div>'
     )
 
 
-def answer_html(answer: Answer, abstain_below: float) -> str:
+def answer_html(answer: Answer) -> str:
     """The answer with a clickable [n] after each sentence, or an explicit abstention."""
     if answer.abstained:
         return (
             '<div class="wd-abstain"><b>无法回答</b>：知识库中没有找到足够可靠的依据'
-            f"（置信度 {answer.confidence:.2f}，低于回答阈值 {abstain_below:.2f}）。"
+            f"（置信度 {answer.confidence:.2f}，低于回答阈值 {answer.threshold:.2f}）。"
             "可以换一种说法，或到“检索”页查看最接近的段落。</div>"
         )
     number = {c.hit.chunk.chunk_id: c.n for c in answer.citations}
@@ -142,29 +143,29 @@ def timings_html(timings_ms: dict[str, float]) -> str:
     return f'<div class="wd-timings">用时：{" · ".join(items)}</div>' if items else ""
 
 
-def cards_html(answer: Answer, dense_weight: float) -> str:
+def cards_html(answer: Answer) -> str:
     if not answer.citations:
         return ""
-    cards = "".join(citation_card(c, answer.question, dense_weight) for c in answer.citations)
+    cards = "".join(citation_card(c, answer.plan) for c in answer.citations)
     return f'<div class="wd-cards">{cards}</div>'
 
 
-def search_results_html(query: str, hits: list[SearchHit], dense_weight: float, timings_ms: dict[str, float]) -> str:
+def search_results_html(plan: QueryPlan, hits: list[SearchHit]) -> str:
     if not hits:
-        return '<div class="wd-empty">没有找到匹配的段落。</div>' + timings_html(timings_ms)
+        return '<div class="wd-empty">没有找到匹配的段落。</div>' + timings_html(plan.timings_ms)
     cards = []
     for hit in hits:
-        url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, [], query)
+        url = source_url(hit.chunk.doc_id, hit.chunk.start, hit.chunk.end, [], plan.text)
         cards.append(
             f'<div class="wd-card wd-result" data-doc="{html.escape(hit.chunk.doc_id)}">'
             f'<div class="wd-card-head"><span class="wd-n">#{hit.rank}</span>'
             f'<span class="wd-title">{html.escape(hit.document.title or hit.chunk.doc_id)}</span>'
             f'<span class="wd-doc-id">{html.escape(hit.chunk.doc_id)}</span></div>'
-            f"{_heading(hit)}{passage_html(hit, query)}"
-            f'<div class="wd-card-foot">{scores_html(hit, dense_weight)}'
+            f"{_heading(hit)}{passage_html(hit, plan)}"
+            f'<div class="wd-card-foot">{scores_html(hit, plan.dense_weight)}'
             f'{_link(url, "查看原文", "wd-open", SEARCH_FRAME)}</div></div>'
         )
-    return timings_html(timings_ms) + f'<div class="wd-cards">{"".join(cards)}</div>'
+    return timings_html(plan.timings_ms) + f'<div class="wd-cards">{"".join(cards)}</div>'
 
 
 def message_html(text: str, kind: str = "error") -> str:

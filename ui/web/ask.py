@@ -5,10 +5,10 @@ import gradio as gr
 
 from corpus.pipeline import sample_queries_path
 from index.store import KnowledgeBaseError
-from qa.evaluate import load_queries
+from qa.testsets import load_queries
 from qa.retrieve import QueryError
 from qa.service import Wendao
-from ui import queue, render
+from ui.web import concurrency, render
 
 EMPTY_QUESTION = "请输入问题：问题不能为空。"
 EXAMPLES = 6
@@ -30,8 +30,8 @@ def ask(service: Wendao, question: str) -> tuple[str, str]:
         answer = service.ask(question)
     except (QueryError, KnowledgeBaseError) as error:
         return render.message_html(f"无法回答：{error}"), ""
-    head = render.answer_html(answer, service.answering.abstain_below) + render.timings_html(answer.timings_ms)
-    return head, render.cards_html(answer, service.fusion.dense_weight)
+    head = render.answer_html(answer) + render.timings_html(answer.timings_ms)
+    return head, render.cards_html(answer)
 
 
 def build(service: Wendao) -> None:
@@ -55,5 +55,5 @@ def build(service: Wendao) -> None:
         inputs=[question],
         outputs=[answer, cards],
         api_visibility="private",
-        **queue.QUESTIONS,
+        **concurrency.QUESTIONS,
     )

@@ -16,8 +16,8 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from qa.service import Wendao  # noqa: E402
-from ui import api, ask, evaluate, library, search  # noqa: E402
-from ui.source import source_router  # noqa: E402
+from ui.web import api, ask, evaluate, library, search, uploads  # noqa: E402
+from ui.web.source import source_router  # noqa: E402
 
 TITLE = "问道 · 中文文档问答"
 CJK_SANS = ["Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei", "WenQuanYi Micro Hei", "sans-serif"]
@@ -40,9 +40,9 @@ def build_blocks(service: Wendao) -> gr.Blocks:
             with gr.Tab("检索", id="search") as search_tab:
                 documents = search.build(service)
             with gr.Tab("文档库", id="library") as library_tab:
-                refresh_library, library_views = library.build(service)
+                refresh_library, library_views = library.build(service, blocks)
             with gr.Tab("评测", id="evaluate"):
-                evaluate.build(service)
+                evaluate.build(service, blocks)
         api.register(service)
 
         def document_filter():
@@ -53,11 +53,16 @@ def build_blocks(service: Wendao) -> gr.Blocks:
         library_tab.select(refresh_library, None, library_views, api_visibility="private", queue=False)
         blocks.load(refresh_library, None, library_views, api_visibility="private", queue=False)
     blocks.queue(default_concurrency_limit=1, max_size=256)
+    uploads.guard_inputs(blocks)
     return blocks
 
 
 def create_app(service: Wendao) -> FastAPI:
-    """The ASGI app: the source viewer route first, the Gradio app mounted at the root."""
+    """The ASGI app: the source viewer route first, the Gradio app mounted at the root.
+
+    Neither app serves FastAPI's schema or docs pages (``/openapi.json``, ``/docs``, ``/redoc``):
+    they would list every internal route; the API page (``?view=api``) reads ``/gradio_api/info``.
+    """
     service.snapshot()  # build the seed library before the first request
     service.embedder.encode_queries(["预热"])  # load and warm the model now, not in the first question
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
@@ -73,6 +78,7 @@ def create_app(service: Wendao) -> FastAPI:
         pwa=False,
         mcp_server=False,
         show_error=True,
+        app_kwargs={"openapi_url": None, "docs_url": None, "redoc_url": None},
     )
 
 

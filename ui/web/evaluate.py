@@ -5,8 +5,11 @@ the top 5 together with what was retrieved instead.
 """
 from __future__ import annotations
 
+import posixpath
+import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -15,9 +18,10 @@ import pandas as pd
 
 from corpus.pipeline import sample_queries_path
 from index.store import KnowledgeBaseError
-from qa.evaluate import EvalQuery, EvalReport, beir_kb_dir, build_beir_kb, evaluate, load_beir, load_queries
+from qa.evaluate import EvalReport, beir_kb_dir, build_beir_kb, evaluate
+from qa.testsets import EvalQuery, load_beir, load_queries
 from qa.service import Wendao
-from ui import queue, render
+from ui.web import concurrency, render, uploads
 
 MODES = [("混合", "hybrid"), ("向量", "dense"), ("关键词", "lexical")]
 MODE_NAMES = {value: label for label, value in MODES}
@@ -27,20 +31,64 @@ UPLOAD_LABEL = '查询文件（JSONL：每行 {"id", "question", "answers" 或 "
 FAILURE_HEADERS = ["检索方式", "编号", "问题", "标准答案 / 相关文档", "实际检索到（前 3 段）"]
 
 
+# A BEIR folder is three or four files; the shared dev sets unpack to under 3 MB each.
+ZIP_MAX_ENTRIES = 1000
+ZIP_MAX_BYTES = 256 * 1024 * 1024  # unpacked, all entries together
+_COPY_CHUNK = 1024 * 1024
+
+
 class QueryFileError(ValueError):
     """A query file that cannot be used; the message names the file and what is wrong."""
 
 
-def _extract_zip(path: Path, name: str) -> Path:
-    """Unpack a zipped BEIR folder safely and return the folder that holds corpus.jsonl."""
-    target = Path(tempfile.mkdtemp(prefix="wendao-beir-")) / Path(name).stem
+def _check_members(members: list[zipfile.ZipInfo], name: str) -> None:
+    """Refuse, before anything is written, entries that could land outside the folder or fill the disk."""
+    if len(members) > ZIP_MAX_ENTRIES:
+        raise QueryFileError(f"{name}：压缩包中的条目过多（{len(members)} 个，最多 {ZIP_MAX_ENTRIES} 个）")
+    declared = 0
+    for info in members:
+        entry = info.filename.replace("\\", "/")
+        parts = entry.split("/")
+        if entry.startswith("/") or posixpath.isabs(entry) or ":" in parts[0] or ".." in parts or "\0" in entry:
+            raise QueryFileError(f"{name}：压缩包中的路径不安全：{info.filename}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise QueryFileError(f"{name}：压缩包中含有符号链接，已拒绝：{info.filename}")
+        if info.flag_bits & 0x1:
+            raise QueryFileError(f"{name}：压缩包已加密，无法读取：{info.filename}")
+        declared += info.file_size
+    if declared > ZIP_MAX_BYTES:
+        raise QueryFileError(f"{name}：压缩包解压后过大（{declared / 2**20:.0f} MB，最多 {ZIP_MAX_BYTES // 2**20} MB）")
+
+
+def _extract_zip(path: Path, name: str, scratch: Path) -> Path:
+    """Unpack a zipped BEIR folder into ``scratch`` and return the folder that holds corpus.jsonl.
+
+    Entries are checked first (no ``..``, absolute names or symlinks; bounded count and size),
+    then copied one by one with a byte budget, so an entry that unpacks to more than it declared
+    (a zip bomb) is stopped rather than trusted.
+    """
+    target = scratch / Path(name).stem
+    too_big = QueryFileError(f"{name}：压缩包解压后过大（最多 {ZIP_MAX_BYTES // 2**20} MB）")
     try:
         with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                if not (target / member).resolve().is_relative_to(target.resolve()):
-                    raise QueryFileError(f"{name}：压缩包中的路径不安全：{member}")
-            archive.extractall(target)
-    except zipfile.BadZipFile:
+            members = archive.infolist()
+            _check_members(members, name)
+            budget = ZIP_MAX_BYTES
+            for info in members:
+                destination = target.joinpath(*info.filename.replace("\\", "/").split("/"))
+                if not destination.resolve().is_relative_to(target.resolve()):
+                    raise QueryFileError(f"{name}：压缩包中的路径不安全：{info.filename}")
+                if info.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as source, destination.open("wb") as sink:
+                    while chunk := source.read(_COPY_CHUNK):
+                        budget -= len(chunk)
+                        if budget < 0:
+                            raise too_big
+                        sink.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error):
         raise QueryFileError(f"{name}：不是有效的 zip 文件") from None
     found = sorted(target.rglob("corpus.jsonl"), key=lambda p: len(p.parts))
     if not found:
@@ -55,15 +103,14 @@ def load_target(service: Wendao, path: Path, name: str, progress: gr.Progress) -
         if suffix == ".jsonl":
             return service, load_queries(path)
         if suffix == ".zip":
-            folder = _extract_zip(path, name)
-            corpus, queries = load_beir(folder)
-            if not queries:
-                raise QueryFileError(f"{name}：queries.jsonl 中没有出现在 qrels.tsv 里的问题")
-            beir = Wendao(
-                kb_dir=beir_kb_dir(folder, service.chunking.size, service.model_name),
-                chunking=service.chunking,
-                embedder=service.embedder,
-            )
+            # Everything is read from the unpacked folder here; it is deleted however this ends.
+            with tempfile.TemporaryDirectory(prefix="wendao-beir-") as scratch:
+                folder = _extract_zip(path, name, Path(scratch))
+                corpus, queries = load_beir(folder)
+                if not queries:
+                    raise QueryFileError(f"{name}：queries.jsonl 中没有出现在 qrels.tsv 里的问题")
+                kb_dir = beir_kb_dir(folder, service.chunking.size, service.model_name)
+            beir = Wendao(kb_dir=kb_dir, chunking=service.chunking, embedder=service.embedder)
             progress(0, desc="为 BEIR 语料建立索引（只在第一次）")
             build_beir_kb(beir, corpus, progress=_progress(progress))
             return beir, queries
@@ -132,7 +179,8 @@ def run(service: Wendao, source: str, upload: str | None, modes: list[str], prog
     return render.message_html(status, "info"), metrics_frame(report), recall_frame(report), failures_frame(report)
 
 
-def build(service: Wendao) -> None:
+def build(service: Wendao, blocks: gr.Blocks) -> None:
+    """The tab's components and events; ``blocks``' record of uploads decides which files may be read."""
     sample = sample_queries_path()
     with gr.Row():
         default = "sample" if sample.is_file() else "upload"
@@ -152,7 +200,12 @@ def build(service: Wendao) -> None:
     )
 
     def start_run(source_, upload_, modes_, progress=gr.Progress(track_tqdm=True)):
+        if upload_:  # the client names the file: only one it uploaded is read
+            accepted = uploads.uploaded(upload_, blocks)
+            if accepted is None:
+                return render.message_html(uploads.REFUSED), None, None, None
+            upload_ = str(accepted)
         return run(service, source_, upload_, modes_, progress)
 
     outputs = [status, metrics, chart, failures]
-    start.click(start_run, [source, upload, modes], outputs, api_visibility="private", **queue.EVALUATION)
+    start.click(start_run, [source, upload, modes], outputs, api_visibility="private", **concurrency.EVALUATION)

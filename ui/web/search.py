@@ -6,7 +6,7 @@ import gradio as gr
 from index.store import KnowledgeBaseError
 from qa.retrieve import QueryError
 from qa.service import Wendao
-from ui import queue, render
+from ui.web import concurrency, render
 
 MODE_CHOICES = [("混合（向量 + 关键词）", "hybrid"), ("向量（语义）", "dense"), ("关键词（BM25）", "lexical")]
 EMPTY_QUERY = "请输入检索内容：查询不能为空。"
@@ -25,7 +25,7 @@ def search(service: Wendao, query: str, mode: str, k: float, doc_ids: list[str] 
         hits, plan = service.search(query, mode=mode, k=int(k), doc_ids=set(doc_ids or []) or None)
     except (QueryError, KnowledgeBaseError) as error:
         return render.message_html(f"检索失败：{error}")
-    return render.search_results_html(plan.text, hits, service.fusion.dense_weight, plan.timings_ms)
+    return render.search_results_html(plan, hits)
 
 
 def build(service: Wendao) -> gr.Dropdown:
@@ -52,6 +52,6 @@ def build(service: Wendao) -> gr.Dropdown:
         inputs=[query, mode, k, documents],
         outputs=[results],
         api_visibility="private",
-        **queue.QUESTIONS,
+        **concurrency.QUESTIONS,
     )
     return documents

@@ -16,8 +16,8 @@ from filelock import Timeout
 from index.ingest import FileResult, IngestReport
 from index.store import KnowledgeBaseError
 from qa.service import Wendao
-from ui import queue, render
-from ui.search import document_choices
+from ui.web import concurrency, render, uploads
+from ui.web.search import document_choices
 
 STAGES = {"read": "读取文件", "embed": "编码段落", "index": "写入索引"}
 STATUS = {"added": "已导入", "updated": "已更新", "unchanged": "已跳过（内容未变）", "removed": "已删除", "failed": "失败"}
@@ -91,9 +91,18 @@ def _write(service: Wendao, action: Callable[[], IngestReport]) -> str:
 
 
 def ingest(service: Wendao, files: list[str] | None, progress: gr.Progress) -> str:
+    """Ingest server-side files (the web event passes only uploads, see ``ingest_uploads``)."""
     if not files:
         return render.message_html("请先选择要导入的文件（支持 " + SUPPORTED + "）。")
     return _write(service, lambda: service.ingest([Path(f) for f in files], _progress(progress)))
+
+
+def ingest_uploads(service: Wendao, blocks: gr.Blocks, files: list[str] | None, progress: gr.Progress) -> str:
+    """Ingest what a web client uploaded; one path that it did not upload refuses the whole request."""
+    paths = [uploads.uploaded(f, blocks) for f in files or []]
+    if any(path is None for path in paths):
+        return render.message_html(uploads.REFUSED)
+    return ingest(service, [str(path) for path in paths], progress)
 
 
 def remove(service: Wendao, doc_ids: list[str] | None) -> str:
@@ -106,8 +115,11 @@ def rebuild(service: Wendao, progress: gr.Progress) -> str:
     return _write(service, lambda: service.reindex(_progress(progress)))
 
 
-def build(service: Wendao) -> tuple[Callable[[], tuple], list[gr.components.Component]]:
-    """The tab's components and events; returns (refresh function, the views it refreshes)."""
+def build(service: Wendao, blocks: gr.Blocks) -> tuple[Callable[[], tuple], list[gr.components.Component]]:
+    """The tab's components and events; returns (refresh function, the views it refreshes).
+
+    ``blocks`` is the app being built: its record of uploads decides which files may be ingested.
+    """
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             files = gr.File(label=f"上传文档（{SUPPORTED}，可多选）", file_count="multiple", elem_id="wd-upload")
@@ -136,7 +148,7 @@ def build(service: Wendao) -> tuple[Callable[[], tuple], list[gr.components.Comp
     views = [table, stats, picked]
 
     def run_ingest(paths, progress=gr.Progress()):
-        return ingest(service, paths, progress), None, *refresh()
+        return ingest_uploads(service, blocks, paths, progress), None, *refresh()
 
     def run_remove(doc_ids):
         return remove(service, doc_ids), *refresh()
@@ -144,7 +156,7 @@ def build(service: Wendao) -> tuple[Callable[[], tuple], list[gr.components.Comp
     def run_rebuild(progress=gr.Progress()):
         return rebuild(service, progress), *refresh()
 
-    ingest_button.click(run_ingest, [files], [outcome, files, *views], api_visibility="private", **queue.LIBRARY)
-    remove_button.click(run_remove, [picked], [outcome, *views], api_visibility="private", **queue.LIBRARY)
-    rebuild_button.click(run_rebuild, None, [outcome, *views], api_visibility="private", **queue.LIBRARY)
+    ingest_button.click(run_ingest, [files], [outcome, files, *views], api_visibility="private", **concurrency.LIBRARY)
+    remove_button.click(run_remove, [picked], [outcome, *views], api_visibility="private", **concurrency.LIBRARY)
+    rebuild_button.click(run_rebuild, None, [outcome, *views], api_visibility="private", **concurrency.LIBRARY)
     return refresh, views

@@ -11,9 +11,10 @@ import html
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from qa.answer import term_spans
+from corpus.folding import fold
+from qa.query import QueryError, plan_query
 from qa.service import Wendao
-from ui.render import SOURCE_ROUTE, Spans, highlight
+from ui.web.render import SOURCE_ROUTE, Spans, highlight
 
 PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title>
@@ -44,6 +45,15 @@ def parse_spans(value: str) -> Spans:
     return spans
 
 
+def _question_spans(question: str, passage: str) -> Spans:
+    """Where the question's words occur in the passage (none for a missing or empty ``q``)."""
+    try:
+        plan = plan_query(question)
+    except QueryError:
+        return []
+    return plan.term_spans(fold(passage))
+
+
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status)
 
@@ -59,7 +69,7 @@ def source_page(service: Wendao, doc: str, start: int, end: int, hl: str, q: str
     answer = parse_spans(hl)
     layers = {
         "passage": [(start, end)] if end > start else [],
-        "term": [(start + s, start + e) for s, e in term_spans(text[start:end], q)] if q else [],
+        "term": [(start + s, start + e) for s, e in _question_spans(q, text[start:end])],
         "answer": answer,
     }
     meta = " · ".join(

@@ -9,9 +9,9 @@ import gradio as gr
 
 from index.store import KnowledgeBaseError
 from qa.output import answer_json, search_json
-from qa.retrieve import MODES, QueryError
+from qa.retrieve import MODES, QueryError, check_k
 from qa.service import Wendao
-from ui import queue
+from ui.web import concurrency
 
 EMPTY = "问题为空：请输入问题或关键词（the question is empty）"
 
@@ -34,11 +34,15 @@ def register(service: Wendao) -> None:
             raise gr.Error(EMPTY)
         if mode not in MODES:
             raise gr.Error(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        if isinstance(doc_ids, str) or not all(isinstance(d, str) for d in doc_ids or []):
+            raise gr.Error("doc_ids must be a list of document ids (strings)")
+        if isinstance(k, float) and k.is_integer():
+            k = int(k)  # JSON clients may send 10.0
         try:
-            hits, plan = service.search(query, mode=mode, k=int(k), doc_ids=set(doc_ids or []) or None)
+            hits, plan = service.search(query, mode=mode, k=check_k(k), doc_ids=set(doc_ids or []) or None)
         except (QueryError, KnowledgeBaseError) as error:
             raise gr.Error(str(error)) from None
-        return search_json(plan.text, mode, hits)
+        return search_json(plan, mode, hits)
 
-    gr.api(ask, api_name="ask", **queue.QUESTIONS)
-    gr.api(search, api_name="search", **queue.QUESTIONS)
+    gr.api(ask, api_name="ask", **concurrency.QUESTIONS)
+    gr.api(search, api_name="search", **concurrency.QUESTIONS)
