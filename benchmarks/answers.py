@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
 from common import open_set, present, print_json
 
 from qa.answer import AnswerSettings  # after common, which puts the repository on sys.path

@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
 from common import timed  # first: it puts the repository on sys.path
 
 CHUNK_CHARS = 300

@@ -19,7 +19,6 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
-
 from common import SEEDS, open_set, present, print_json, simplified
 from fusion_methods import METHODS, SCHEMES, LexicalVariant, candidates
 

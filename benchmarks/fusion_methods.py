@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import numpy as np
 
-import common  # noqa: F401  (puts the repository on sys.path)
 from corpus.folding import fold
 from index.lexical import tokenize_folded
 from qa.fusion import FUSIONS, Fusion, convex, top_positions

@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py                  # bundled sample questions + every shared set present
     python benchmarks/quality.py --limit 500      # first 500 questions of each shared set
+    python benchmarks/quality.py --sets xquad_zh/test   # the bundled questions and one shared set
 
 Runs the evaluation of ``wendao eval`` (``qa.evaluate``) on the bundled corpus's sample questions
 and on each BEIR folder in ``../shared/evaldata`` (indexed once into the user cache), and for
@@ -25,9 +26,10 @@ BUNDLED = "bundled corpus (sample questions)"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N questions of each shared set")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated shared sets (default: {','.join(SETS)})")
     args = parser.parse_args()
     reports = {BUNDLED: evaluate(*open_set(SEEDS), MODES)}
-    for name in present(SETS):
+    for name in present([s for s in args.sets.split(",") if s]):
         service, queries = open_set(name)
         queries = queries[: args.limit] if args.limit else queries
         reports[name] = evaluate(service, queries, MODES)

@@ -21,7 +21,6 @@ from corpus.clean import Block
 from corpus.records import Chunk
 from corpus.sentences import sentence_spans
 
-
 # Bump whenever cleaning, chunk boundaries, headings or sentence units change: knowledge bases
 # record it, and one built by another version asks for `wendao reindex`.
 CHUNKER_VERSION = "3"  # 3: the chunk size holds on text without punctuation; long sentence units are cut
@@ -260,7 +259,7 @@ def _section_spans(text: str, section: _Section, settings: ChunkSettings) -> lis
     return pieces
 
 
-def _merge_small(text: str, chunks: list[dict], settings: ChunkSettings) -> list[dict]:
+def _merge_small(chunks: list[dict], settings: ChunkSettings) -> list[dict]:
     """Join chunks under ``min_size`` to a contiguous neighbour when the result still fits."""
     result: list[dict] = []
     for chunk in chunks:
@@ -300,7 +299,7 @@ def chunk_document(doc_id: str, text: str, blocks: list[Block], settings: ChunkS
             for start, end in _section_spans(text, section, settings):
                 raw.append({"start": start, "end": end, "heading": heading, "group": group_index})
     chunks = []
-    for index, item in enumerate(_merge_small(text, raw, settings)):
+    for index, item in enumerate(_merge_small(raw, settings)):
         start, end = item["start"], item["end"]
         chunks.append(
             Chunk(

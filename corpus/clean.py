@@ -109,10 +109,6 @@ def _lines(text: str) -> list[_Line]:
     return lines
 
 
-def _gap_is_blank(text: str, end: int, start: int) -> bool:
-    return not text[end:start].strip()
-
-
 def _paragraph_gap(text: str, end: int, start: int) -> bool:
     """True when two lines are separated by at least one empty line."""
     return text[end:start].count("\n") >= 2
@@ -304,8 +300,3 @@ def clean(text: str) -> list[Block]:
         if not line.junk:
             blocks.extend(_inline_spans(line, text, inline))
     return blocks
-
-
-def cleaned_text(text: str, blocks: list[Block]) -> str:
-    """The kept text, one block per line: for debugging and display, never for offsets."""
-    return "\n".join(text[block.start : block.end] for block in blocks)

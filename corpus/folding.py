@@ -10,6 +10,10 @@ from functools import lru_cache
 
 import opencc
 
+# Bump whenever fold() changes what it returns: knowledge bases record it (their tokens and
+# vectors were made from folded text), and one built with another version asks for a reindex.
+FOLD_VERSION = "opencc-t2s+width+lower-1"
+
 # Full-width ASCII forms (！ .. ～) -> ASCII, ideographic space -> space. Chinese punctuation
 # such as 。，、「」 is deliberately left alone: it is not a width variant of anything.
 _WIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}

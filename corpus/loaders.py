@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO
 
-from corpus.errors import IngestError
+from corpus.errors import Fix, IngestError
 
 SUPPORTED_SUFFIXES: dict[str, str] = {
     ".txt": "txt",
@@ -82,11 +82,9 @@ def supported_list() -> str:
     return ", ".join(sorted(SUPPORTED_SUFFIXES))
 
 
-def too_large_reason(size: int, max_bytes: int) -> str:
-    return (
-        f"file too large: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit "
-        f"(raise it with `wendao ingest --max-mb N`)"
-    )
+def too_large(path: Path, size: int, max_bytes: int) -> IngestError:
+    reason = f"file too large: {size / 1e6:.1f} MB is over the {max_bytes / 1e6:g} MB limit"
+    return IngestError(str(path), reason, Fix("raise_size_limit"))
 
 
 def check_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
@@ -109,7 +107,7 @@ def check_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
     if info.st_size == 0:
         raise IngestError(str(path), "empty file (0 bytes)")
     if info.st_size > max_bytes:
-        raise IngestError(str(path), too_large_reason(info.st_size, max_bytes))
+        raise too_large(path, info.st_size, max_bytes)
     return fmt
 
 
@@ -130,7 +128,7 @@ def _read_bytes(path: Path, max_bytes: int) -> bytes:
     with _opened(path) as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise IngestError(str(path), too_large_reason(path.stat().st_size, max_bytes))
+        raise too_large(path, path.stat().st_size, max_bytes)
     if not data:
         raise IngestError(str(path), "empty file (0 bytes)")
     return data

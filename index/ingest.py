@@ -10,25 +10,27 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Literal
 
 import numpy as np
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
-from corpus.errors import IngestError
-from corpus.folding import fold
+from corpus.errors import Fix, IngestError
+from corpus.folding import FOLD_VERSION, fold
 from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, scan_path, supported_list
 from corpus.pipeline import prepare_file, prepare_text
+from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
-from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
+from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot, check_compatible
 
-FOLD_VERSION = "opencc-t2s+width+lower-1"
 EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
 
-Progress = Callable[[str, int, int], None]
+
+
+FileStatus = Literal["added", "updated", "unchanged", "removed", "failed"]
 
 
 @dataclass
@@ -37,9 +39,10 @@ class FileResult:
 
     source: str
     doc_id: str
-    status: str
+    status: FileStatus
     chunks: int = 0
     reason: str = ""
+    fix: Fix | None = None  # what the user can do about a failure (worded by the interface)
 
 
 @dataclass
@@ -95,10 +98,10 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileRe
         try:
             scan = scan_path(root)
         except IngestError as error:
-            problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=error.reason))
+            problems.append(FileResult(str(root), "", "failed", reason=error.reason, fix=error.fix))
             continue
         files = scan.files
-        problems += [FileResult(source=e.source, doc_id="", status="failed", reason=e.reason) for e in scan.skipped]
+        problems += [FileResult(e.source, "", "failed", reason=e.reason, fix=e.fix) for e in scan.skipped]
         if root.is_dir() and not files:
             reason = f"no supported files in this folder (supported: {supported_list()})"
             problems.append(FileResult(source=str(root), doc_id="", status="failed", reason=reason))
@@ -145,7 +148,7 @@ class Ingestor:
         return index_settings(self.model, dimension, self.chunking)
 
     def ingest_paths(
-        self, paths: Iterable[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self, paths: Iterable[Path], progress: ProgressCallback | None = None, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> IngestReport:
         """Ingest files and folders; a file that fails is reported and the rest go on.
 
@@ -180,13 +183,13 @@ class Ingestor:
                 return FileResult(str(path), doc_id, "unchanged", len(snapshot.chunks_of(doc_id))), None
             prepared = prepare_file(path, doc_id, self.chunking, max_bytes)
         except IngestError as error:
-            return FileResult(str(path), doc_id, "failed", reason=error.reason), None
+            return FileResult(str(path), doc_id, "failed", reason=error.reason, fix=error.fix), None
         status = "updated" if previous else "added"
         # Same id from another file (a/通知.txt, later b/通知.txt): say so, it is easy to miss.
         note = f"replaces {previous.source}" if previous and Path(previous.source) != path else ""
         return FileResult(str(path), doc_id, status, len(prepared.chunks), reason=note), prepared
 
-    def ingest_prepared(self, documents: list[PreparedDocument], progress: Progress | None = None) -> IngestReport:
+    def ingest_prepared(self, documents: list[PreparedDocument], progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
         started = time.perf_counter()
         with self.store.lock():
@@ -202,13 +205,13 @@ class Ingestor:
             missing = [d for d in doc_ids if not snapshot or d not in snapshot.documents]
             if missing:
                 raise KnowledgeBaseError(
-                    f"no such document in {self.store.root}: {', '.join(missing)} (`wendao docs` lists the ids)"
+                    f"no such document in {self.store.root}: {', '.join(missing)}", Fix("list_documents", str(self.store.root))
                 )
             report = self._apply(snapshot, [], removals=doc_ids, progress=None)
         report.results = [FileResult(snapshot.documents[d].source, d, "removed") for d in doc_ids]
         return report
 
-    def reindex(self, progress: Progress | None = None) -> IngestReport:
+    def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         """Re-chunk and re-embed every stored document with the current settings.
 
         Only the stored documents are read, so this also rebuilds an index whose settings or
@@ -234,14 +237,9 @@ class Ingestor:
         return self.store.load()
 
     def _check(self, stored: IndexSettings, wanted: IndexSettings) -> None:
-        differences = stored.differences(wanted)
-        if differences:
-            raise KnowledgeBaseError(
-                f"{self.store.root} was built with other settings ({'; '.join(differences)}); "
-                f"run `wendao reindex --kb {self.store.root}` to rebuild it with the current ones"
-            )
+        check_compatible(stored, wanted, self.store.root)
 
-    def _settings_to_write(self, snapshot: Snapshot | None, embedding: bool, progress: Progress | None) -> IndexSettings:
+    def _settings_to_write(self, snapshot: Snapshot | None, embedding: bool, progress: ProgressCallback | None) -> IndexSettings:
         """The stored settings when nothing is embedded into an existing knowledge base (no
         model needed); otherwise the loaded model's, which must still match what is stored."""
         if snapshot is not None and not embedding and self._embedder is None:
@@ -261,7 +259,7 @@ class Ingestor:
         snapshot: Snapshot | None,
         upserts: list[PreparedDocument],
         removals: list[str],
-        progress: Progress | None,
+        progress: ProgressCallback | None,
     ) -> IngestReport:
         replaced = {p.document.doc_id for p in upserts} | set(removals)
         settings = self._settings_to_write(snapshot, any(p.chunks for p in upserts), progress)
@@ -292,7 +290,7 @@ class Ingestor:
             progress("index", 1, 1)
         return IngestReport(documents=len(documents), chunks=len(chunks), encoded_chunks=len(new_chunks))
 
-    def _encode(self, texts: list[str], dimension: int, progress: Progress | None) -> np.ndarray:
+    def _encode(self, texts: list[str], dimension: int, progress: ProgressCallback | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
         return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
 
@@ -302,7 +300,7 @@ def _totals(snapshot: Snapshot | None) -> IngestReport:
     return IngestReport(documents=len(snapshot.documents) if snapshot else 0, chunks=len(snapshot.chunks) if snapshot else 0)
 
 
-def _batch_starts(texts: list[str], progress: Progress | None):
+def _batch_starts(texts: list[str], progress: ProgressCallback | None):
     for start in range(0, len(texts), ENCODE_BATCH):
         if progress:
             progress("embed", start, len(texts))

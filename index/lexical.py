@@ -13,8 +13,6 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from corpus.folding import fold
-
 _RUNS = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+|[a-z0-9]+(?:[.%][a-z0-9]+)*")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -38,11 +36,6 @@ TOKENIZER_VERSION = f"{DEFAULT_SCHEME}-2"  # 2: chunks are indexed with their do
 def tokenize_folded(folded: str) -> list[str]:
     """Tokens of already-folded text (the same function serves documents and queries)."""
     return _char_grams(folded)
-
-
-def tokenize(text: str) -> list[str]:
-    """Fold (Traditional→Simplified, width, case) then tokenise; used for documents and queries."""
-    return tokenize_folded(fold(text))
 
 
 class LexicalIndex:

@@ -8,8 +8,6 @@ swept by the next command that takes the writers' file lock, whether or not it w
 """
 from __future__ import annotations
 
-from corpus.errors import WendaoError
-
 import json
 import os
 import shutil
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from corpus.errors import Fix, WendaoError
 from corpus.records import Chunk, Document
 from index.dense import DenseIndex
 from index.durable import fsync_dir, fsync_file, fsync_tree, storage_full
@@ -97,11 +96,23 @@ class Snapshot:
         return [c for c in self.chunks if c.doc_id == doc_id]
 
 
+def check_compatible(stored: IndexSettings, wanted: IndexSettings, root: Path) -> None:
+    """Refuse a knowledge base built with other settings: its tokens and vectors would silently
+    mismatch the queries (the fix is a reindex, which reads only the stored documents)."""
+    differences = stored.differences(wanted)
+    if differences:
+        raise KnowledgeBaseError(f"{root} was built with other settings ({'; '.join(differences)})", Fix("reindex", str(root)))
+
+
 class KnowledgeBaseStore:
     """A knowledge-base folder. Reads are lock-free; writes take ``write.lock``."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    @property
+    def _reindex(self) -> Fix:
+        return Fix("reindex", str(self.root))
 
     # -- reading ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -110,10 +121,10 @@ class KnowledgeBaseStore:
     def current_generation(self) -> Path:
         pointer = self.root / POINTER
         if not pointer.is_file():
-            raise KnowledgeBaseError(f"{self.root}: no knowledge base here (run `wendao ingest PATH --kb {self.root}`)")
+            raise KnowledgeBaseError(f"{self.root}: no knowledge base here", Fix("ingest", str(self.root)))
         folder = self.root / pointer.read_text(encoding="utf-8").strip()
         if not (folder / "manifest.json").is_file():
-            raise KnowledgeBaseError(f"{folder}: knowledge base generation is missing its manifest; run `wendao reindex --kb {self.root}`")
+            raise KnowledgeBaseError(f"{folder}: knowledge base generation is missing its manifest", self._reindex)
         return folder
 
     def read_settings(self) -> IndexSettings:
@@ -132,7 +143,7 @@ class KnowledgeBaseStore:
         units = sum(len(c.sentences) for c in chunks)
         if dense.size != units or any(not c.sentences for c in chunks):
             raise KnowledgeBaseError(
-                f"{folder}: {units} sentence units but {dense.size} vectors; run `wendao reindex --kb {self.root}`"
+                f"{folder}: {units} sentence units but {dense.size} vectors", self._reindex
             )
         return Snapshot(
             settings=settings,
@@ -149,7 +160,7 @@ class KnowledgeBaseStore:
             return IndexSettings(**manifest["settings"])
         except (KeyError, TypeError) as exc:  # written by another wendao version
             raise KnowledgeBaseError(
-                f"{folder}: the index format is not this version's ({exc}); run `wendao reindex --kb {self.root}`"
+                f"{folder}: the index format is not this version's ({exc})", self._reindex
             ) from None
 
     # -- writing ---------------------------------------------------------------------------
@@ -167,7 +178,8 @@ class KnowledgeBaseStore:
             lock.acquire(timeout=timeout)
         except Timeout:
             raise KnowledgeBaseError(
-                f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s; try again when it is done"
+                f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s",
+                Fix("retry_later"),
             ) from None
         try:
             self._sweep()

@@ -11,6 +11,7 @@ benchmarks use, so every figure in the README is judged the same way. Test sets 
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import IngestError
 from corpus.folding import fold
 from corpus.pipeline import prepare_text
+from corpus.progress import ProgressCallback
 from corpus.records import Chunk
 from index.embedder import Embedder
-from index.ingest import Progress
 from index.model import DEFAULT_MODEL
 from index.store import FORMAT_VERSION
 from qa.jsonl import DataFileError
@@ -61,12 +62,19 @@ class EvalReport:
 
 
 # -- the knowledge base of a test set -------------------------------------------------------
-def beir_kb_dir(folder: Path, chunk_size: int | None = None, model: str | None = None) -> Path:
+def beir_kb_dir(folder: Path, chunk_size: int | None = None, model: str | None = None, label: str | None = None) -> Path:
     """A cache folder per corpus file content and settings, so a set is embedded only once
-    (default chunk size and model unless named)."""
+    (default chunk size and model unless named). ``label`` only makes the name readable (an
+    uploaded zip's name: its unpacked folder is a fresh temporary one every time)."""
     digest = hashlib.sha256((folder / "corpus.jsonl").read_bytes())
     digest.update(_settings_key(chunk_size, model))
-    return _eval_cache() / f"{folder.parent.name}-{folder.name}-{digest.hexdigest()[:16]}"
+    label = label or f"{folder.parent.name}-{folder.name}"
+    return _eval_cache() / f"{re.sub(r'[^0-9A-Za-z_.-]+', '_', label)[:60]}-{digest.hexdigest()[:16]}"
+
+
+def beir_service(service: Wendao, folder: Path, label: str | None = None) -> Wendao:
+    """A BEIR folder's own cached knowledge base, with ``service``'s model and settings."""
+    return service.sibling(beir_kb_dir(folder, service.chunking.size, service.model_name, label))
 
 
 def seeds_kb_dir() -> Path:
@@ -84,7 +92,7 @@ def _eval_cache() -> Path:
     return Path(user_cache_dir("wendao")) / "eval"
 
 
-def build_beir_kb(service: Wendao, corpus: list[Passage], progress: Progress | None = None) -> list[str]:
+def build_beir_kb(service: Wendao, corpus: list[Passage], progress: ProgressCallback | None = None) -> list[str]:
     """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content."""
     if service.store.exists():
         return []
@@ -102,7 +110,7 @@ def open_test_set(
     path: Path,
     kb_dir: Path | None = None,
     model: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     allow_network: bool = False,
     chunking: ChunkSettings | None = None,
     embedder: Embedder | None = None,
@@ -129,7 +137,7 @@ def evaluate_file(
     model: str | None = None,
     modes: list[str] | None = None,
     limit: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     allow_network: bool = False,
 ) -> EvalReport:
     """``wendao eval``: open a test set (``open_test_set``) and evaluate it."""
@@ -142,7 +150,7 @@ def evaluate(
     service: Wendao,
     queries: list[EvalQuery],
     modes: list[str],
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> EvalReport:
     retriever = service.retriever()
     chunks = retriever.snapshot.chunks
@@ -229,7 +237,8 @@ def metric_scores(
     qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: Sequence[str] = METRICS
 ) -> dict[str, float]:
     """ranx metrics rounded to 4 places, ``hit_rate@k`` named ``hit@k``."""
-    from ranx import Qrels, Run, evaluate as ranx_evaluate
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,19 +10,21 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import replace
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from corpus.chunking import CHUNKER_VERSION, ChunkSettings
+from corpus.chunking import ChunkSettings
 from corpus.loaders import DEFAULT_MAX_BYTES
 from corpus.pipeline import seed_paths
+from corpus.progress import ProgressCallback
+from corpus.records import Document
 from index.embedder import Embedder, load_embedder
-from index.ingest import EMBED_TEMPLATE, FOLD_VERSION, IngestReport, Ingestor, Progress
-from index.lexical import TOKENIZER_VERSION
+from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
-from index.store import FORMAT_VERSION, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
+from index.store import KnowledgeBaseStore, Snapshot, check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
 from qa.retrieve import FusionSettings, Retriever, SearchHit
@@ -36,7 +38,34 @@ def default_kb_dir() -> Path:
     return Path(os.environ.get(KB_ENV) or Path(user_data_dir("wendao")) / "kb")
 
 
+@dataclass
+class DocumentRow:
+    """A stored document and how many passages it was cut into."""
+
+    document: Document
+    chunks: int
+
+
+@dataclass
+class LibraryStats:
+    """What the knowledge base holds and how it was built (the web app's statistics)."""
+
+    documents: int
+    chunks: int
+    characters: int
+    model: str
+    dimension: int
+    chunk_size: int
+    chunk_overlap: int
+    disk_bytes: int
+    generation: str
+    location: str
+
+
 class Wendao:
+    """The facade both interfaces use: questions, documents and statistics of one knowledge base."""
+
+
     def __init__(
         self,
         kb_dir: Path | None = None,
@@ -88,7 +117,7 @@ class Wendao:
             return Ingestor(self.store, self._embedder, self.chunking)
         return Ingestor(self.store, lambda: self.embedder, self.chunking, model=self.model_name)
 
-    def ensure_built(self, progress: Progress | None = None) -> None:
+    def ensure_built(self, progress: ProgressCallback | None = None) -> None:
         """With no knowledge base yet, build one from the bundled seed documents."""
         if not self.store.exists():
             with self._lock:
@@ -109,23 +138,8 @@ class Wendao:
     def _check_compatible(self, snapshot: Snapshot) -> None:
         """Searching an index built with other folding, chunking or model would silently mismatch."""
         stored = snapshot.settings
-        expected = replace(
-            stored,
-            model=self._model_name or stored.model,
-            fold_version=FOLD_VERSION,
-            tokenizer_version=TOKENIZER_VERSION,
-            chunk_size=self.chunking.size,
-            chunk_overlap=self.chunking.overlap,
-            chunker_version=CHUNKER_VERSION,
-            embed_template=EMBED_TEMPLATE,
-            format_version=FORMAT_VERSION,
-        )
-        differences = stored.differences(expected)
-        if differences:
-            raise KnowledgeBaseError(
-                f"{self.kb_dir} was built with other settings ({'; '.join(differences)}); "
-                f"run `wendao reindex --kb {self.kb_dir}` to rebuild it"
-            )
+        wanted = index_settings(self._model_name or stored.model, stored.dimension, self.chunking)
+        check_compatible(stored, wanted, self.kb_dir)
 
     def retriever(self) -> Retriever:
         return Retriever(self.snapshot(), self.embedder, self.fusion)
@@ -167,16 +181,62 @@ class Wendao:
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
         return answer
 
+    # -- documents and statistics ------------------------------------------------------------
+    def documents(self) -> list[DocumentRow]:
+        """Every document in stored order, with its passage count."""
+        snapshot = self.snapshot()
+        counts = Counter(chunk.doc_id for chunk in snapshot.chunks)
+        return [DocumentRow(document, counts[doc_id]) for doc_id, document in snapshot.documents.items()]
+
+    def document(self, doc_id: str) -> Document | None:
+        """A stored document by id (only stored ones: an id is never a path)."""
+        return self.snapshot().documents.get(doc_id)
+
+    def stats(self) -> LibraryStats:
+        snapshot = self.snapshot()
+        folder = self.store.current_generation()
+        settings = snapshot.settings
+        return LibraryStats(
+            documents=len(snapshot.documents),
+            chunks=len(snapshot.chunks),
+            characters=sum(len(d.text) for d in snapshot.documents.values()),
+            model=settings.model,
+            dimension=settings.dimension,
+            chunk_size=settings.chunk_size,
+            chunk_overlap=settings.chunk_overlap,
+            disk_bytes=sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()),
+            generation=snapshot.generation,
+            location=str(self.kb_dir),
+        )
+
+    def warm_up(self) -> None:
+        """Build the seed library if there is none and load the model now, not in a first question."""
+        self.snapshot()
+        self.embedder.encode_queries(["预热"])
+
+    def sibling(self, kb_dir: Path) -> Wendao:
+        """Another knowledge base with this one's model (already loaded) and settings."""
+        return Wendao(
+            kb_dir=kb_dir,
+            model=self._model_name,
+            chunking=self.chunking,
+            fusion=self.fusion,
+            answering=self.answering,
+            embedder=self._embedder,
+            allow_network=self._allow_network,
+            model_display=self._model_display,
+        )
+
     # -- library ---------------------------------------------------------------------------
     def ingest(
-        self, paths: list[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self, paths: list[Path], progress: ProgressCallback | None = None, max_bytes: int = DEFAULT_MAX_BYTES
     ) -> IngestReport:
         return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes)
 
     def remove(self, doc_ids: list[str]) -> IngestReport:
         return self.ingestor().remove(doc_ids)
 
-    def reindex(self, progress: Progress | None = None) -> IngestReport:
+    def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
 
 

@@ -12,9 +12,9 @@ import pytest
 from corpus.folding import fold
 from corpus.pipeline import sample_queries_path
 from qa.evaluate import evaluate
-from qa.testsets import load_queries
-from qa.output import answer_json, search_json
 from qa.service import Wendao
+from qa.testsets import load_queries
+from ui.output import answer_json, search_json
 
 pytestmark = pytest.mark.slow
 WENDAO = str(Path(sys.executable).with_name("wendao"))

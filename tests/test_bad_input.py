@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from sample_texts import GREENING
 
+from corpus.errors import Fix
 from corpus.pipeline import seed_paths
 from index.store import KnowledgeBaseStore
 from qa.retrieve import QueryError
 from qa.service import Wendao
-from sample_texts import GREENING
 
 pytestmark = pytest.mark.slow  # the real model encodes (the seed knowledge base, new files)
 WENDAO = str(Path(sys.executable).with_name("wendao"))
@@ -127,7 +128,8 @@ def test_50_mb_file_is_refused_with_size_limit_and_fix_while_the_batch_goes_on(s
 
     results = {Path(r.source).name: r for r in report.results}
     assert results["汇编.txt"].status == "failed"
-    assert results["汇编.txt"].reason == "file too large: 50.0 MB is over the 20 MB limit (raise it with `wendao ingest --max-mb N`)"
+    assert results["汇编.txt"].reason == "file too large: 50.0 MB is over the 20 MB limit"
+    assert results["汇编.txt"].fix == Fix("raise_size_limit")
     assert results["greening.txt"].status == "added"
     generation, documents, chunks = kb_state(seed_kb_copy)
     assert generation != before[0]

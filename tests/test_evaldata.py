@@ -10,13 +10,13 @@ from dataclasses import replace
 
 import opencc
 import pytest
+from conftest import needs_evaldata
 
 from corpus.errors import IngestError
 from corpus.pipeline import prepare_text
 from qa.evaluate import evaluate
-from qa.testsets import load_beir
 from qa.service import Wendao
-from conftest import needs_evaldata
+from qa.testsets import load_beir
 
 pytestmark = [pytest.mark.evaldata, pytest.mark.slow]
 QUESTIONS = 150

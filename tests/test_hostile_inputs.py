@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from sample_texts import GREENING
 
 from corpus.loaders import MAX_FOLDER_DEPTH, scan_path
 from index.ingest import discover
 from qa.retrieve import MAX_K, QueryError
 from qa.service import Wendao
-from sample_texts import GREENING
 
 ROOT = Path(__file__).resolve().parents[1]
 WENDAO = str(Path(sys.executable).with_name("wendao"))
@@ -45,8 +45,8 @@ def test_ci_runs_the_readme_setup_commands_verbatim_and_nothing_else():
 
 def test_html_backend_imports_in_this_install():
     """The README's install must bring trafilatura's lxml.html.clean (a new venv's pip skips extras)."""
-    import trafilatura  # noqa: F401
     import lxml_html_clean  # noqa: F401
+    import trafilatura  # noqa: F401
 
 
 def test_missing_html_backend_fails_that_file_not_the_batch(seed_kb_copy: Path, embedder, tmp_path: Path, monkeypatch):

@@ -23,7 +23,7 @@ from rich.console import Console
 from corpus.pipeline import seed_paths
 from index.model import CACHE_ENV, DEFAULT_MODEL
 from index.store import KnowledgeBaseStore
-from qa.cli_model import FIRST_USE_NOTE, build_display
+from ui.cli.model import FIRST_USE_NOTE, build_display
 
 REPO = Path(__file__).resolve().parents[1]
 WENDAO = str(Path(sys.executable).with_name("wendao"))
@@ -47,7 +47,7 @@ class Refuse(importlib.abc.MetaPathFinder):
 
 
 sys.meta_path.insert(0, Refuse())
-from qa.cli import app
+from ui.cli import app
 
 try:
     app(prog_name="wendao")

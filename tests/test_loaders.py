@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corpus.errors import IngestError
+from corpus.errors import Fix, IngestError
 from corpus.loaders import decode_bytes, load_file
 from corpus.pipeline import seed_paths
 
@@ -211,7 +211,8 @@ def test_size_limit_is_checked_before_reading(tmp_path: Path):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1_000_000, "the file was read before its size was checked"
-    assert caught.value.reason == "file too large: 30.0 MB is over the 20 MB limit (raise it with `wendao ingest --max-mb N`)"
+    assert caught.value.reason == "file too large: 30.0 MB is over the 20 MB limit"
+    assert caught.value.fix == Fix("raise_size_limit")
     small = write(tmp_path / "small.txt", ZH.encode())
     with pytest.raises(IngestError, match="over the 0.0001 MB limit"):
         load_file(small, max_bytes=100)

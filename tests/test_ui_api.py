@@ -5,8 +5,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 import ui_harness
+
 from corpus.folding import fold
 
 pytestmark = pytest.mark.slow
@@ -53,7 +53,7 @@ def test_eight_users_asking_at_once_all_get_their_own_correct_answer(server):
 def test_ask_returns_the_cli_json_shape(server):
     from gradio_client import Client
 
-    from qa.output import answer_json
+    from ui.output import answer_json
 
     question = next(iter(QUESTIONS))
     result = Client(server.url, verbose=False).predict(question, api_name="/ask")

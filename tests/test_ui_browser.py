@@ -11,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-
 import ui_harness
 from ui_harness import screenshot
 

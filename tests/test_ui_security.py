@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 import ui_harness
+
 from ui.web import uploads
 
 pytestmark = pytest.mark.slow

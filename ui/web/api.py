@@ -1,16 +1,17 @@
 """The programmatic endpoints: ``/ask`` and ``/search`` return the CLI's stable JSON shapes.
 
 They are plain functions registered with ``gr.api``, so ``gradio_client`` callers get exactly
-``qa.output.answer_json`` / ``search_json`` and are unaffected by how the page lays things out.
+``ui.output.answer_json`` / ``search_json`` and are unaffected by how the page lays things out.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from index.store import KnowledgeBaseError
-from qa.output import answer_json, search_json
-from qa.retrieve import MODES, QueryError, check_k
+from corpus.errors import WendaoError
+from qa.retrieve import MODES, check_k
 from qa.service import Wendao
+from ui.labels import web_fix, with_fix
+from ui.output import answer_json, search_json
 from ui.web import concurrency
 
 EMPTY = "问题为空：请输入问题或关键词（the question is empty）"
@@ -25,8 +26,8 @@ def register(service: Wendao) -> None:
             raise gr.Error(EMPTY)
         try:
             return answer_json(service.ask(question))
-        except (QueryError, KnowledgeBaseError) as error:
-            raise gr.Error(str(error)) from None
+        except WendaoError as error:
+            raise gr.Error(with_fix(str(error), web_fix(error.fix))) from None
 
     def search(query: str, mode: str = "hybrid", k: int = 10, doc_ids: list[str] | None = None) -> dict:
         """Rank passages: {query, mode, results: [{rank, doc_id, text, score, scores, ...}]}."""
@@ -40,8 +41,8 @@ def register(service: Wendao) -> None:
             k = int(k)  # JSON clients may send 10.0
         try:
             hits, plan = service.search(query, mode=mode, k=check_k(k), doc_ids=set(doc_ids or []) or None)
-        except (QueryError, KnowledgeBaseError) as error:
-            raise gr.Error(str(error)) from None
+        except WendaoError as error:
+            raise gr.Error(with_fix(str(error), web_fix(error.fix))) from None
         return search_json(plan, mode, hits)
 
     gr.api(ask, api_name="ask", **concurrency.QUESTIONS)

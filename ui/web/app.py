@@ -63,8 +63,7 @@ def create_app(service: Wendao) -> FastAPI:
     Neither app serves FastAPI's schema or docs pages (``/openapi.json``, ``/docs``, ``/redoc``):
     they would list every internal route; the API page (``?view=api``) reads ``/gradio_api/info``.
     """
-    service.snapshot()  # build the seed library before the first request
-    service.embedder.encode_queries(["预热"])  # load and warm the model now, not in the first question
+    service.warm_up()  # the seed library and the model, before the first request
     app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(source_router(service))
     return gr.mount_gradio_app(

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import gradio as gr
 
+from corpus.errors import WendaoError
 from corpus.pipeline import sample_queries_path
-from index.store import KnowledgeBaseError
-from qa.testsets import load_queries
-from qa.retrieve import QueryError
 from qa.service import Wendao
+from qa.testsets import load_queries
 from ui.web import concurrency, render
 
 EMPTY_QUESTION = "请输入问题：问题不能为空。"
@@ -28,8 +27,8 @@ def ask(service: Wendao, question: str) -> tuple[str, str]:
         return render.message_html(EMPTY_QUESTION), ""
     try:
         answer = service.ask(question)
-    except (QueryError, KnowledgeBaseError) as error:
-        return render.message_html(f"无法回答：{error}"), ""
+    except WendaoError as error:
+        return render.error_html("无法回答：", error), ""
     head = render.answer_html(answer) + render.timings_html(answer.timings_ms)
     return head, render.cards_html(answer)
 

@@ -16,11 +16,11 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
+from corpus.errors import WendaoError
 from corpus.pipeline import sample_queries_path
-from index.store import KnowledgeBaseError
-from qa.evaluate import EvalReport, beir_kb_dir, build_beir_kb, evaluate
-from qa.testsets import EvalQuery, load_beir, load_queries
+from qa.evaluate import EvalReport, beir_service, build_beir_kb, evaluate
 from qa.service import Wendao
+from qa.testsets import EvalQuery, load_beir, load_queries
 from ui.web import concurrency, render, uploads
 
 MODES = [("混合", "hybrid"), ("向量", "dense"), ("关键词", "lexical")]
@@ -37,7 +37,7 @@ ZIP_MAX_BYTES = 256 * 1024 * 1024  # unpacked, all entries together
 _COPY_CHUNK = 1024 * 1024
 
 
-class QueryFileError(ValueError):
+class QueryFileError(WendaoError):
     """A query file that cannot be used; the message names the file and what is wrong."""
 
 
@@ -109,14 +109,13 @@ def load_target(service: Wendao, path: Path, name: str, progress: gr.Progress) -
                 corpus, queries = load_beir(folder)
                 if not queries:
                     raise QueryFileError(f"{name}：queries.jsonl 中没有出现在 qrels.tsv 里的问题")
-                kb_dir = beir_kb_dir(folder, service.chunking.size, service.model_name)
-            beir = Wendao(kb_dir=kb_dir, chunking=service.chunking, embedder=service.embedder)
+                beir = beir_service(service, folder, label=Path(name).stem)
             progress(0, desc="为 BEIR 语料建立索引（只在第一次）")
             build_beir_kb(beir, corpus, progress=_progress(progress))
             return beir, queries
     except QueryFileError:
         raise
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except WendaoError as error:
         # Messages from the loaders name the temporary upload path; show the user's file name.
         message = str(error).replace(str(path), name)
         raise QueryFileError(f"查询文件格式错误：{message or type(error).__name__}") from None
@@ -169,8 +168,8 @@ def run(service: Wendao, source: str, upload: str | None, modes: list[str], prog
     try:
         target, queries = load_target(service, path, name, progress)
         report = evaluate(target, queries, modes, _progress(progress))
-    except (QueryFileError, KnowledgeBaseError, OSError) as error:
-        return render.message_html(str(error)), *empty
+    except (WendaoError, OSError) as error:
+        return render.error_html("", error), *empty
     status = (
         f"{name}：{report.queries} 个问题"
         + (f"，另有 {report.off_topic} 个无关问题（检验拒答）" if report.off_topic else "")

@@ -11,43 +11,39 @@ from pathlib import Path
 from typing import Callable
 
 import gradio as gr
-from filelock import Timeout
 
+from corpus.errors import WendaoError
+from corpus.progress import ProgressCallback
 from index.ingest import FileResult, IngestReport
-from index.store import KnowledgeBaseError
 from qa.service import Wendao
+from ui.labels import stage_label, status_label, web_fix, with_fix
 from ui.web import concurrency, render, uploads
 from ui.web.search import document_choices
 
-STAGES = {"read": "读取文件", "embed": "编码段落", "index": "写入索引"}
-STATUS = {"added": "已导入", "updated": "已更新", "unchanged": "已跳过（内容未变）", "removed": "已删除", "failed": "失败"}
 DOC_HEADERS = ["文档 ID", "标题", "日期", "文号", "段落数", "大小 (KB)", "添加时间"]
 SUPPORTED = ".txt .md .html .htm .pdf .docx"
 
 
 def documents_table(service: Wendao) -> list[list]:
-    snapshot = service.snapshot()
-    chunks = Counter(c.doc_id for c in snapshot.chunks)
+    rows = sorted(service.documents(), key=lambda row: row.document.doc_id)
     return [
-        [d.doc_id, d.title, d.date or "", d.doc_number or "", chunks[d.doc_id], round(d.size / 1024, 1), d.added]
-        for d in sorted(snapshot.documents.values(), key=lambda d: d.doc_id)
+        [d.doc_id, d.title, d.date or "", d.doc_number or "", row.chunks, round(d.size / 1024, 1), d.added]
+        for row in rows
+        for d in [row.document]
     ]
 
 
 def stats_html(service: Wendao) -> str:
-    snapshot = service.snapshot()
-    folder = service.store.current_generation()
-    disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    settings = snapshot.settings
+    stats = service.stats()
     rows = [
-        ("文档", f"{len(snapshot.documents)}"),
-        ("段落", f"{len(snapshot.chunks)}"),
-        ("字符", f"{sum(len(d.text) for d in snapshot.documents.values()):,}"),
-        ("嵌入模型", f"{settings.model}（{settings.dimension} 维）"),
-        ("分段", f"每段至多 {settings.chunk_size} 字，重叠 {settings.chunk_overlap} 字"),
-        ("索引大小", f"{disk / 1e6:.1f} MB"),
-        ("索引版本", snapshot.generation),
-        ("位置", str(service.kb_dir)),
+        ("文档", f"{stats.documents}"),
+        ("段落", f"{stats.chunks}"),
+        ("字符", f"{stats.characters:,}"),
+        ("嵌入模型", f"{stats.model}（{stats.dimension} 维）"),
+        ("分段", f"每段至多 {stats.chunk_size} 字，重叠 {stats.chunk_overlap} 字"),
+        ("索引大小", f"{stats.disk_bytes / 1e6:.1f} MB"),
+        ("索引版本", stats.generation),
+        ("位置", stats.location),
     ]
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f'<table class="wd-stats">{cells}</table>'
@@ -56,9 +52,9 @@ def stats_html(service: Wendao) -> str:
 def results_html(results: list[FileResult], summary: str) -> str:
     rows = []
     for result in results:
-        status = STATUS.get(result.status, result.status)
+        status = status_label(result.status)
         if result.status == "failed":
-            status = f"{status}：{result.reason}"
+            status = f"{status}：{with_fix(result.reason, web_fix(result.fix))}"
         name = Path(result.source).name or result.source
         rows.append(
             f'<tr class="wd-status-{result.status}" data-file="{html.escape(name)}"><td>{html.escape(name)}</td>'
@@ -70,13 +66,13 @@ def results_html(results: list[FileResult], summary: str) -> str:
 
 def _summary(report: IngestReport) -> str:
     counts = Counter(r.status for r in report.results)
-    parts = [f"{STATUS.get(s, s)} {n}" for s, n in counts.items()]
+    parts = [f"{status_label(s)} {n}" for s, n in counts.items()]
     return f"{'，'.join(parts)}。知识库现有 {report.documents} 篇文档、{report.chunks} 个段落（用时 {report.seconds:.1f} 秒）。"
 
 
-def _progress(progress: gr.Progress) -> Callable[[str, int, int], None]:
+def _progress(progress: gr.Progress) -> ProgressCallback:
     def update(stage: str, done: int, total: int) -> None:
-        progress((done, total), desc=STAGES.get(stage, stage))
+        progress((done, total), desc=stage_label(stage))
 
     return update
 
@@ -85,8 +81,8 @@ def _write(service: Wendao, action: Callable[[], IngestReport]) -> str:
     """Run one library write and describe it; a failure leaves the library as it was."""
     try:
         report = action()
-    except (KnowledgeBaseError, Timeout, OSError) as error:
-        return render.message_html(f"操作失败，文档库未改变：{error}")
+    except (WendaoError, OSError) as error:
+        return render.error_html("操作失败，文档库未改变：", error)
     return results_html(report.results, _summary(report))
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 import html
 from urllib.parse import urlencode
 
+from corpus.errors import WendaoError
 from qa.answer import Answer, Citation
 from qa.query import QueryPlan
 from qa.retrieve import SearchHit
+from ui.labels import web_fix, with_fix
 
 SOURCE_ROUTE = "wendao/source"  # relative, so the links work under any root path
 ASK_FRAME = "wd-source"  # the <iframe name> a tab's links load into (one viewer per tab)
@@ -166,6 +168,16 @@ def search_results_html(plan: QueryPlan, hits: list[SearchHit]) -> str:
             f'{_link(url, "查看原文", "wd-open", SEARCH_FRAME)}</div></div>'
         )
     return timings_html(plan.timings_ms) + f'<div class="wd-cards">{"".join(cards)}</div>'
+
+
+def error_html(prefix: str, error: Exception) -> str:
+    """A failure as a visible notice: ``prefix``, the message, and the fix in the web app's words."""
+    fix = web_fix(error.fix) if isinstance(error, WendaoError) else ""
+    if isinstance(error, OSError) and not isinstance(error, WendaoError):
+        text = f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
+    else:
+        text = str(error)
+    return message_html(prefix + with_fix(text, fix))
 
 
 def message_html(text: str, kind: str = "error") -> str:

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from index.store import KnowledgeBaseError
-from qa.retrieve import QueryError
+from corpus.errors import WendaoError
 from qa.service import Wendao
 from ui.web import concurrency, render
 
@@ -14,8 +13,8 @@ EMPTY_QUERY = "请输入检索内容：查询不能为空。"
 
 def document_choices(service: Wendao) -> list[tuple[str, str]]:
     """(label, doc id) for every document, for filters and removal pickers."""
-    documents = service.snapshot().documents.values()
-    return [(f"{d.title or d.doc_id}（{d.doc_id}）", d.doc_id) for d in sorted(documents, key=lambda d: d.doc_id)]
+    documents = sorted((row.document for row in service.documents()), key=lambda d: d.doc_id)
+    return [(f"{d.title or d.doc_id}（{d.doc_id}）", d.doc_id) for d in documents]
 
 
 def search(service: Wendao, query: str, mode: str, k: float, doc_ids: list[str] | None) -> str:
@@ -23,7 +22,7 @@ def search(service: Wendao, query: str, mode: str, k: float, doc_ids: list[str] 
         return render.message_html(EMPTY_QUERY)
     try:
         hits, plan = service.search(query, mode=mode, k=int(k), doc_ids=set(doc_ids or []) or None)
-    except (QueryError, KnowledgeBaseError) as error:
+    except WendaoError as error:
         return render.message_html(f"检索失败：{error}")
     return render.search_results_html(plan, hits)
 

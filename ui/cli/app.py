@@ -5,28 +5,28 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from corpus.errors import IngestError
 from corpus.loaders import DEFAULT_MAX_MB
 from index.ingest import IngestReport
-from index.model import ModelNotFoundError
-from index.store import KnowledgeBaseError
-from qa.cli_model import FIRST_USE_NOTE, build_display, model_app
-from qa.jsonl import read_jsonl
-from qa.output import answer_json, search_json
-from qa.retrieve import MAX_K, MODES, QueryError
+from qa.jsonl import DataFileError, read_jsonl
+from qa.query import QueryError
+from qa.retrieve import MAX_K, MODES
 from qa.service import Wendao
+from ui.cli.errors import errors, friendly_errors, say
+from ui.cli.model import FIRST_USE_NOTE, build_display, model_app
+from ui.labels import cli_fix, stage_label, with_fix
+from ui.output import answer_json, search_json
 
 app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every answer cited to its passage.", no_args_is_help=True)
 app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
 console = Console()
-errors = Console(stderr=True)
 
 KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (default: $WENDAO_KB or the user data folder).")
 ModelOption = typer.Option(None, "--model", help="sentence-transformers model name or folder (default: the knowledge base's, else multilingual-e5-small).")
@@ -45,20 +45,6 @@ def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = Fal
 
 
 @contextmanager
-def _friendly_errors() -> Iterator[None]:
-    """Known failures become one clear line and exit status 2, not a traceback."""
-    try:
-        yield
-    except (QueryError, KnowledgeBaseError, IngestError, ModelNotFoundError, ValueError) as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
-    except OSError as error:  # disk full, permission denied under --kb, a missing --queries file
-        where = f"{error.filename}: " if error.filename else ""
-        errors.print(f"[bold red]error:[/] {where}{error.strerror or error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
-
-
-@contextmanager
 def _progress_bar(enabled: bool = True):
     """A rich progress bar fed by the ingest callback (stage, done, total)."""
     if not enabled:
@@ -67,11 +53,9 @@ def _progress_bar(enabled: bool = True):
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True) as bar:
         tasks: dict[str, int] = {}
-        labels = {"read": "读取文档 reading", "load": "加载模型 loading the model", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
-
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+                tasks[stage] = bar.add_task(stage_label(stage, english=True), total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
         yield update
@@ -84,11 +68,12 @@ def _print_report(report: IngestReport) -> None:
     colours = {"failed": "red", "unchanged": "dim", "removed": "yellow"}
     for result in report.results:
         colour = colours.get(result.status, "green")
-        detail = f"{result.source}: {result.reason}" if result.reason else result.source
-        table.add_row(f"[{colour}]{result.status}[/]", result.doc_id, str(result.chunks), detail)
+        reason = with_fix(result.reason, cli_fix(result.fix))
+        detail = Text(f"{result.source}: {reason}" if reason else result.source)
+        table.add_row(f"[{colour}]{result.status}[/]", Text(result.doc_id), str(result.chunks), detail)
     console.print(table)
     for result in report.failed:  # one unwrapped line each on stderr: easy to read, grep and log
-        errors.print(f"[red]failed:[/] {result.source}: {result.reason}", highlight=False, soft_wrap=True)
+        say("failed:", "red", f"{result.source}: {with_fix(result.reason, cli_fix(result.fix))}")
 
 
 def _read_queries(path: Path) -> list[tuple[object, str]]:
@@ -97,13 +82,20 @@ def _read_queries(path: Path) -> list[tuple[object, str]]:
     for number, row in read_jsonl(path):
         question = row.get("question", row.get("text"))
         if not isinstance(question, str):
-            raise ValueError(f'{path}:{number}: expected an object with a "question" string')
+            raise DataFileError(f'{path}:{number}: expected an object with a "question" string')
         rows.append((row.get("id", row.get("_id", number)), question))
     return rows
 
 
-def _print_json_line(query_id: object, result: dict) -> None:
-    print(json.dumps({"id": query_id, **result}, ensure_ascii=False), flush=True)
+def _each_query(path: Path, run: Callable[[str], dict], key: str) -> None:
+    """``--queries``: one JSON line per row, the file read (and checked) before the first runs;
+    a question that cannot be asked is an error line, not the end of the batch."""
+    for query_id, text in _read_queries(path):
+        try:
+            result = run(text)
+        except QueryError as error:
+            result = {key: text, "error": str(error)}
+        print(json.dumps({"id": query_id, **result}, ensure_ascii=False), flush=True)
 
 
 @app.command()
@@ -119,7 +111,7 @@ def ingest(
 
     Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
     """
-    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+    with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
     _print_report(report)
     if report.failed:
@@ -129,14 +121,14 @@ def ingest(
 @app.command()
 def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[Path] = KbOption) -> None:
     """Delete documents and their chunks from the knowledge base."""
-    with _friendly_errors():
+    with friendly_errors():
         _print_report(_service(kb, None).remove(doc_ids))
 
 
 @app.command()
 def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
-    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+    with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         service = _service(kb, model, allow_network)
         service.ensure_built()
         report = service.reindex(progress)
@@ -146,15 +138,13 @@ def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, a
 @app.command()
 def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
     """List the documents in the knowledge base."""
-    with _friendly_errors():
-        snapshot = _service(kb, None).snapshot()
-    counts: dict[str, int] = {}
-    for chunk in snapshot.chunks:
-        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+    with friendly_errors():
+        documents = _service(kb, None).documents()
     rows = [
         {"doc_id": d.doc_id, "title": d.title, "date": d.date, "doc_number": d.doc_number,
-         "chunks": counts.get(d.doc_id, 0), "size": d.size, "added": d.added, "source": d.source}
-        for d in snapshot.documents.values()
+         "chunks": row.chunks, "size": d.size, "added": d.added, "source": d.source}
+        for row in documents
+        for d in [row.document]
     ]
     if as_json:
         console.print_json(json.dumps(rows, ensure_ascii=False))
@@ -180,18 +170,17 @@ def search(
     allow_network: bool = NetworkOption,
 ) -> None:
     """Ranked passages with their dense and lexical scores."""
-    with _friendly_errors():
+    with friendly_errors():
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
         service = _service(kb, model, allow_network)
         if queries:
-            for query_id, text in _read_queries(queries):
-                try:
-                    hits, plan = service.search(text, mode=mode, k=k, doc_ids=set(doc or []))
-                except QueryError as error:  # one bad line must not end a batch
-                    _print_json_line(query_id, {"query": text, "error": str(error)})
-                    continue
-                _print_json_line(query_id, search_json(plan, mode, hits))
+
+            def one(text: str) -> dict:
+                hits, plan = service.search(text, mode=mode, k=k, doc_ids=set(doc or []))
+                return search_json(plan, mode, hits)
+
+            _each_query(queries, one, "query")
             return
         if query is None:
             raise QueryError("give a QUERY or --queries FILE")
@@ -216,14 +205,10 @@ def ask(
     allow_network: bool = NetworkOption,
 ) -> None:
     """Answer from the documents: 1–3 sentences, each followed by the number of the passage it cites."""
-    with _friendly_errors():
+    with friendly_errors():
         service = _service(kb, model, allow_network)
         if queries:
-            for query_id, text in _read_queries(queries):
-                try:
-                    _print_json_line(query_id, answer_json(service.ask(text)))
-                except QueryError as error:  # one bad line must not end a batch
-                    _print_json_line(query_id, {"question": text, "error": str(error)})
+            _each_query(queries, lambda text: answer_json(service.ask(text)), "question")
             return
         if question is None:
             raise QueryError("give a QUESTION or --queries FILE")
@@ -258,7 +243,7 @@ def evaluate(
     from qa.eval_report import render_table
     from qa.evaluate import evaluate_file
 
-    with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+    with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         report = evaluate_file(
             queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress, allow_network=allow_network
         )
@@ -279,7 +264,7 @@ def serve(
     """Start the web app (Gradio), offline."""
     from ui.web.app import launch
 
-    with _friendly_errors():
+    with friendly_errors():
         launch(_service(kb, model, allow_network), host=host, port=port)
 
 

