@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from corpus.layout import Page
+
 
 @dataclass
 class Document:
@@ -23,6 +25,7 @@ class Document:
     doc_number: str | None = None
     size: int = 0
     added: str = ""
+    pages: int = 0  # PDFs and images: pages that can be shown with their character boxes
 
 
 @dataclass
@@ -47,3 +50,5 @@ class PreparedDocument:
 
     document: Document
     chunks: list[Chunk] = field(default_factory=list)
+    layout: list[Page] | None = None  # PDFs and images: each page's character boxes
+    original: bytes | None = None  # PDFs and images: the file, stored once so pages can be shown

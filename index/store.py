@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -178,8 +178,13 @@ class KnowledgeBaseStore:
         chunks: list[Chunk],
         embeddings: np.ndarray,
         token_lists: list[list[str]],
+        extra: Callable[[Path], None] | None = None,
     ) -> str:
-        """Write a complete generation and make it current. Caller holds ``lock()``."""
+        """Write a complete generation and make it current. Caller holds ``lock()``.
+
+        ``extra`` writes further files into the generation folder before it is made durable
+        and current (the page layouts of PDFs and images: ``index/pagestore.py``).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         now = time.time_ns()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
@@ -193,6 +198,8 @@ class KnowledgeBaseStore:
             raise ValueError(f"{units} sentence units but {len(embeddings)} vectors")
         _write_jsonl(staging / "documents.jsonl", (asdict(d) for d in documents.values()))
         _write_jsonl(staging / "chunks.jsonl", (asdict(c) for c in chunks))
+        if extra is not None:
+            extra(staging)
         DenseIndex.build(embeddings, settings.dimension).save(staging / "dense.faiss")
         LexicalIndex.build(token_lists).save(staging / "lexical")
         manifest = {

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from corpus.errors import IngestError
 from corpus.loaders import DEFAULT_MAX_MB
+from corpus.ocr import DEFAULT_PAGE_TIMEOUT
+from corpus.pages import DEFAULT_MAX_PAGES, PageOptions
 from index.ingest import IngestReport
 from index.model import ModelNotFoundError
 from index.store import KnowledgeBaseError
@@ -65,7 +67,7 @@ def _progress_bar(enabled: bool = True):
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=errors, transient=True) as bar:
         tasks: dict[str, int] = {}
-        labels = {"read": "读取文档 reading", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
+        labels = {"read": "读取文档 reading", "pages": "识别页面 pages", "embed": "向量编码 embedding", "index": "写入索引 indexing"}
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:
@@ -107,18 +109,23 @@ def _print_json_line(query_id: object, result: dict) -> None:
 @app.command()
 def ingest(
     # readable=False: an unreadable file is reported by the ingest like any failure, not a usage error
-    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx)."),
+    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx, images .png .jpg .tif .bmp .webp)."),
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
+    max_pages: int = typer.Option(DEFAULT_MAX_PAGES, "--max-pages", min=1, help="Refuse PDFs and images with more pages than this."),
+    ocr_timeout: float = typer.Option(
+        DEFAULT_PAGE_TIMEOUT, "--ocr-timeout", min=0.1, help="Seconds of OCR allowed per page; a file with a slower page fails."
+    ),
 ) -> None:
     """Add or update documents; unchanged files are skipped, failures are listed and the rest go on.
 
     Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
     """
     with _friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
+        pages = PageOptions(max_pages=max_pages, ocr_timeout=ocr_timeout)
+        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -219,7 +226,7 @@ def ask(
         if queries:
             for query_id, text in _read_queries(queries):
                 try:
-                    _print_json_line(query_id, answer_json(service.ask(text)))
+                    _print_json_line(query_id, answer_json(service.ask(text), service.page_layout))
                 except QueryError as error:  # one bad line must not end a batch
                     _print_json_line(query_id, {"question": text, "error": str(error)})
             return
@@ -227,7 +234,7 @@ def ask(
             raise QueryError("give a QUESTION or --queries FILE")
         answer = service.ask(question)
     if as_json:
-        print(json.dumps(answer_json(answer), ensure_ascii=False, indent=1))
+        print(json.dumps(answer_json(answer, service.page_layout), ensure_ascii=False, indent=1))
         return
     if answer.abstained:
         console.print(f"[yellow]文档中没有找到可靠的答案 (no reliable answer in the documents; confidence {answer.confidence:.2f}).[/]")

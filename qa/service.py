@@ -16,11 +16,14 @@ from platformdirs import user_data_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.loaders import DEFAULT_MAX_BYTES
+from corpus.layout import Page
+from corpus.pages import PageOptions
 from corpus.pipeline import seed_paths
 from index.embedder import Embedder, load_embedder
 from index.ingest import EMBED_TEMPLATE, FOLD_VERSION, IngestReport, Ingestor, Progress
 from index.lexical import TOKENIZER_VERSION
 from index.model import DEFAULT_MODEL
+from index.pagestore import PageLayouts, read_original
 from index.store import FORMAT_VERSION, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.retrieve import FusionSettings, QueryPlan, Retriever, SearchHit, normalise_query
@@ -54,6 +57,7 @@ class Wendao:
         self.answering = answering or AnswerSettings()
         self._embedder = embedder
         self._snapshot: Snapshot | None = None
+        self._layouts: PageLayouts | None = None
         self._lock = threading.RLock()
 
     # -- resources -------------------------------------------------------------------------
@@ -167,11 +171,33 @@ class Wendao:
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
         return answer
 
+    # -- pages of PDFs and images -----------------------------------------------------------
+    def page_layout(self, doc_id: str) -> list[Page] | None:
+        """Where each character of a PDF or image document stands on its page (None: no pages)."""
+        snapshot = self.snapshot()
+        document = snapshot.documents.get(doc_id)
+        if document is None or not document.pages:
+            return None
+        with self._lock:
+            if self._layouts is None or self._layouts.folder.name != snapshot.generation:
+                self._layouts = PageLayouts(self.kb_dir / snapshot.generation)
+            layouts = self._layouts
+        return layouts.get(document)
+
+    def original(self, doc_id: str) -> bytes | None:
+        """The stored file of a PDF or image document, to render its pages (None: not stored)."""
+        document = self.snapshot().documents.get(doc_id)
+        return read_original(self.kb_dir, document.sha256) if document is not None and document.pages else None
+
     # -- library ---------------------------------------------------------------------------
     def ingest(
-        self, paths: list[Path], progress: Progress | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        paths: list[Path],
+        progress: Progress | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        pages: PageOptions | None = None,
     ) -> IngestReport:
-        return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes)
+        return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes, pages=pages)
 
     def remove(self, doc_ids: list[str]) -> IngestReport:
         return self.ingestor().remove(doc_ids)

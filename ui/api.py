@@ -24,7 +24,7 @@ def register(service: Wendao) -> None:
         if not (question or "").strip():
             raise gr.Error(EMPTY)
         try:
-            return answer_json(service.ask(question))
+            return answer_json(service.ask(question), service.page_layout)
         except (QueryError, KnowledgeBaseError) as error:
             raise gr.Error(str(error)) from None
 

@@ -19,10 +19,10 @@ from qa.service import Wendao
 from ui import queue, render
 from ui.search import document_choices
 
-STAGES = {"read": "读取文件", "embed": "编码段落", "index": "写入索引"}
+STAGES = {"read": "读取文件", "pages": "识别页面", "embed": "编码段落", "index": "写入索引"}
 STATUS = {"added": "已导入", "updated": "已更新", "unchanged": "已跳过（内容未变）", "removed": "已删除", "failed": "失败"}
 DOC_HEADERS = ["文档 ID", "标题", "日期", "文号", "段落数", "大小 (KB)", "添加时间"]
-SUPPORTED = ".txt .md .html .htm .pdf .docx"
+SUPPORTED = ".txt .md .html .htm .pdf .docx，图片 .png .jpg .tif .bmp .webp"
 
 
 def documents_table(service: Wendao) -> list[list]:
