@@ -107,7 +107,7 @@ def test_folder_without_supported_files(seed_kb_copy: Path, embedder, tmp_path: 
     before = kb_state(seed_kb_copy)
     report = Wendao(kb_dir=seed_kb_copy, embedder=embedder).ingest([folder])
     assert [(r.source, r.status) for r in report.results] == [(str(folder), "failed")]
-    assert report.results[0].reason.startswith("no supported files in this folder (supported: .docx, .htm, .html")
+    assert report.results[0].reason.startswith("no supported files in this folder (supported: .bmp, .docx, .htm, .html")
     assert kb_state(seed_kb_copy) == before
 
 

@@ -194,12 +194,17 @@ def test_damaged_images_fail_alone(tmp_path, embedder, samples):
     garbage.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20)
     text_as_image = tmp_path / "notes.webp"
     text_as_image.write_text("这不是图片", encoding="utf-8")
-    report = Wendao(kb_dir=tmp_path / "kb", embedder=embedder).ingest([good, truncated, garbage, text_as_image])
+    from PIL import Image
+
+    huge = tmp_path / "huge.png"  # 90 megapixels of nothing: a few hundred KB, refused before decoding
+    Image.new("L", (10_000, 9_000), 255).save(huge)
+    report = Wendao(kb_dir=tmp_path / "kb", embedder=embedder).ingest([good, truncated, garbage, text_as_image, huge])
     outcome = {Path(r.source).name: (r.status, r.reason) for r in report.results}
     assert outcome["note.txt"][0] == "added"
     for name in ("truncated.png", "garbage.jpg", "notes.webp"):
         status, reason = outcome[name]
         assert status == "failed" and "corrupt or unreadable image" in reason and "\n" not in reason, (name, reason)
+    assert outcome["huge.png"] == ("failed", "image too large: over 80 megapixels")
 
 
 def test_page_limit_and_per_page_time_limit(samples):
