@@ -12,12 +12,19 @@ import opencc
 
 # Bump whenever fold() changes what it returns: knowledge bases record it (their tokens and
 # vectors were made from folded text), and one built with another version asks for a reindex.
-FOLD_VERSION = "opencc-t2s+width+lower-1"
+FOLD_VERSION = "opencc-t2s+width+ocr+lower-2"  # 2: OCR look-alikes (brackets, O/0 l/1 in numbers)
 
 # Full-width ASCII forms (！ .. ～) -> ASCII, ideographic space -> space. Chinese punctuation
 # such as 。，、「」 is deliberately left alone: it is not a width variant of anything.
 _WIDTH_TABLE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
 _WIDTH_TABLE[0x3000] = 0x20
+# What OCR confuses, folded so that either reading matches the other: CJK brackets around a
+# 文号's year (〔2024〕 read as [2024]), and inside a number the letters O/o and l/I/| for the
+# digits 0 and 1 and a full stop or middle dot for the decimal point.
+_WIDTH_TABLE.update({ord(c): ord("[") for c in "〔【〖"})
+_WIDTH_TABLE.update({ord(c): ord("]") for c in "〕】〗"})
+_OCR_IN_NUMBER = re.compile(r"(?<=\d)[Oo]+(?=\d)|(?<=\d)[lI|]+(?=\d)|(?<=\d)[。·・](?=\d)")
+_OCR_DIGITS = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1", "|": "1", "。": ".", "·": ".", "・": "."})
 
 # OpenCC works phrase by phrase; lines (and, on a length change, clauses) are the units we
 # convert so that a length change stays local and the rest of the text keeps phrase context.
@@ -60,12 +67,15 @@ def _lower_same_length(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """Traditional->Simplified, full-width->half-width, lowercase; same length as ``text``."""
+    """Traditional->Simplified, full-width->half-width, OCR look-alikes in numbers, lowercase;
+    same length as ``text``."""
     if not text:
         return text
     # Line by line so that a length-changing phrase can never be masked by another one
     # elsewhere in the text that changes the length the other way.
     converted = "".join(_t2s_same_length(line) for line in _LINE.findall(text))
-    result = _lower_same_length(converted.translate(_WIDTH_TABLE))
+    widened = converted.translate(_WIDTH_TABLE)
+    widened = _OCR_IN_NUMBER.sub(lambda m: m.group().translate(_OCR_DIGITS), widened)
+    result = _lower_same_length(widened)
     assert len(result) == len(text)
     return result

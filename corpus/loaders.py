@@ -12,7 +12,6 @@ import errno
 import hashlib
 import importlib
 import io
-import logging
 import os
 import re
 import stat
@@ -26,6 +25,8 @@ from types import ModuleType
 from typing import BinaryIO
 
 from corpus.errors import Fix, IngestError
+from corpus.layout import Page
+from corpus.pages import IMAGE_SUFFIXES, PageOptions, read_image, read_pdf
 
 SUPPORTED_SUFFIXES: dict[str, str] = {
     ".txt": "txt",
@@ -35,7 +36,9 @@ SUPPORTED_SUFFIXES: dict[str, str] = {
     ".htm": "html",
     ".pdf": "pdf",
     ".docx": "docx",
+    **{suffix: "image" for suffix in IMAGE_SUFFIXES},
 }
+PAGED_FORMATS = ("pdf", "image")  # read page by page, each character keeping its box on its page
 # 20 MB of Chinese text is ~7 million characters, ~23,000 chunks: 15-20 minutes of embedding on
 # a laptop CPU. Larger files are refused with a message saying how to raise the limit.
 DEFAULT_MAX_MB = 20.0
@@ -71,6 +74,8 @@ class LoadedText:
     size: int
     sha256: str
     title_hint: str | None = None
+    pages: list[Page] | None = None  # PDFs and images: where each character stands on its page
+    data: bytes | None = None  # PDFs and images: the file itself, kept so its pages can be shown
 
 
 def normalise_newlines(text: str) -> str:
@@ -272,25 +277,6 @@ def _plain_html_text(raw: str, source: str) -> str:
     return "\n".join(line.strip() for line in root.text_content().splitlines() if line.strip())
 
 
-def _pdf_to_text(data: bytes, source: str) -> str:
-    PdfReader = _backend("pypdf", "PDF", source).PdfReader
-
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # its warnings repeat what IngestError says
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise IngestError(source, "encrypted PDF: cannot extract text without the password")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except IngestError:
-        raise
-    except Exception as exc:  # pypdf raises many types on damaged files; all mean "corrupt"
-        raise IngestError(source, f"corrupt or unreadable PDF: {exc}") from exc
-    text = "\n\n".join(page.strip("\n") for page in pages)
-    if not text.strip():
-        raise IngestError(source, "PDF has no extractable text (scanned images need OCR first)")
-    return text
-
-
 def _docx_to_text(data: bytes, source: str) -> str:
     """Paragraphs and tables in document order; a table row becomes one tab-separated line."""
     docx = _backend("docx", "DOCX", source)
@@ -324,16 +310,24 @@ def _table_rows(table) -> list[str]:
     return rows
 
 
-def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedText:
-    """Read one supported file; raise IngestError naming the file and the reason otherwise."""
+def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, pages: PageOptions | None = None) -> LoadedText:
+    """Read one supported file; raise IngestError naming the file and the reason otherwise.
+
+    PDFs and images are read page by page (``pages``: page limit, OCR time limit, progress).
+    """
     path = Path(path)
     fmt = check_file(path, max_bytes)
     data = _read_bytes(path, max_bytes)
     source = str(path)
     title_hint: str | None = None
     encoding = "binary"
-    if fmt == "pdf":
-        text = _pdf_to_text(data, source)
+    paged = None
+    if fmt in PAGED_FORMATS:
+        paged = (read_pdf if fmt == "pdf" else read_image)(data, source, pages)
+        text = paged.text
+        if not text.strip():
+            where = "no page has a text layer and OCR" if fmt == "pdf" else "OCR"
+            raise IngestError(source, f"no text found: {where} found no text (blank pages or an unreadable scan)")
     elif fmt == "docx":
         text = _docx_to_text(data, source)
     else:
@@ -344,7 +338,8 @@ def load_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> LoadedText:
     if not text.strip():
         raise IngestError(source, "no text in the file (only whitespace or markup)")
     return LoadedText(
-        text=text, format=fmt, encoding=encoding, size=len(data), sha256=hashlib.sha256(data).hexdigest(), title_hint=title_hint
+        text=text, format=fmt, encoding=encoding, size=len(data), sha256=hashlib.sha256(data).hexdigest(), title_hint=title_hint,
+        pages=paged.pages if paged else None, data=data if paged else None,
     )
 
 

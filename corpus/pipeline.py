@@ -15,6 +15,7 @@ from corpus.clean import clean
 from corpus.errors import IngestError
 from corpus.loaders import DEFAULT_MAX_BYTES, load_file
 from corpus.metadata import extract_metadata
+from corpus.pages import PageOptions
 from corpus.records import Document, PreparedDocument
 
 SEED_SUFFIX = ".txt"
@@ -70,11 +71,11 @@ def prepare_text(
 
 
 def prepare_file(
-    path: Path, doc_id: str, chunking: ChunkSettings, max_bytes: int = DEFAULT_MAX_BYTES
+    path: Path, doc_id: str, chunking: ChunkSettings, max_bytes: int = DEFAULT_MAX_BYTES, pages: PageOptions | None = None
 ) -> PreparedDocument:
     """Load one file (any supported format) and prepare it; IngestError names the file."""
-    loaded = load_file(Path(path), max_bytes=max_bytes)
-    return prepare_text(
+    loaded = load_file(Path(path), max_bytes=max_bytes, pages=pages)
+    prepared = prepare_text(
         loaded.text,
         doc_id,
         str(path),
@@ -85,3 +86,7 @@ def prepare_file(
         encoding=loaded.encoding,
         size=loaded.size,
     )
+    if loaded.pages is not None:
+        prepared.document.pages = len(loaded.pages)
+        prepared.layout, prepared.original = loaded.pages, loaded.data
+    return prepared

@@ -11,4 +11,4 @@ from typing import Literal
 ProgressCallback = Callable[[str, int, int], None]
 
 # The stages an ingest reports, in order.
-Stage = Literal["read", "load", "embed", "index"]
+Stage = Literal["read", "pages", "load", "embed", "index"]

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from corpus.folding import fold
+from corpus.layout import Page
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Document:
     doc_number: str | None = None
     size: int = 0
     added: str = ""
+    pages: int = 0  # PDFs and images: pages that can be shown with their character boxes
 
 
 @dataclass
@@ -57,3 +59,5 @@ class PreparedDocument:
 
     document: Document
     chunks: list[Chunk] = field(default_factory=list)
+    layout: list[Page] | None = None  # PDFs and images: each page's character boxes
+    original: bytes | None = None  # PDFs and images: the file, stored once so pages can be shown

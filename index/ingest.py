@@ -18,11 +18,13 @@ from corpus.chunking import CHUNKER_VERSION, ChunkSettings
 from corpus.errors import Fix, IngestError
 from corpus.folding import FOLD_VERSION, fold
 from corpus.loaders import DEFAULT_MAX_BYTES, check_file, file_sha256, scan_path, supported_list
+from corpus.pages import PageOptions
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
+from index.pagestore import layout_line, pages_writer, prune_originals, save_original
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot, check_compatible
 
 EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
@@ -148,7 +150,11 @@ class Ingestor:
         return index_settings(self.model, dimension, self.chunking)
 
     def ingest_paths(
-        self, paths: Iterable[Path], progress: ProgressCallback | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        paths: Iterable[Path],
+        progress: ProgressCallback | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        pages: PageOptions | None = None,
     ) -> IngestReport:
         """Ingest files and folders; a file that fails is reported and the rest go on.
 
@@ -156,6 +162,7 @@ class Ingestor:
         leaves the knowledge base's generation exactly as it was.
         """
         started = time.perf_counter()
+        pages = _with_page_progress(pages or PageOptions(), progress)
         files, results = discover(paths)
         with self.store.lock():
             snapshot = self._open_compatible()
@@ -163,7 +170,7 @@ class Ingestor:
             for number, (path, doc_id) in enumerate(files, 1):
                 if progress:
                     progress("read", number, len(files))
-                result, prepared = self._prepare(path, doc_id, snapshot, max_bytes)
+                result, prepared = self._prepare(path, doc_id, snapshot, max_bytes, pages)
                 results.append(result)
                 if prepared:
                     upserts.append(prepared)
@@ -173,15 +180,19 @@ class Ingestor:
         return report
 
     def _prepare(
-        self, path: Path, doc_id: str, snapshot: Snapshot | None, max_bytes: int
+        self, path: Path, doc_id: str, snapshot: Snapshot | None, max_bytes: int, pages: PageOptions | None = None
     ) -> tuple[FileResult, PreparedDocument | None]:
         """Read one file unless its content hash is already indexed; failures become a result."""
         previous = snapshot.documents.get(doc_id) if snapshot else None
         try:
             check_file(path, max_bytes)
-            if previous and previous.sha256 == file_sha256(path):
+            # (a PDF indexed before page views existed is read again, to gain them)
+            if previous and previous.sha256 == file_sha256(path) and (previous.pages or previous.format != "pdf"):
                 return FileResult(str(path), doc_id, "unchanged", len(snapshot.chunks_of(doc_id))), None
-            prepared = prepare_file(path, doc_id, self.chunking, max_bytes)
+            prepared = prepare_file(path, doc_id, self.chunking, max_bytes, pages)
+            if prepared.original is not None:  # stored now: a batch never holds every file in memory
+                save_original(self.store.root, prepared.document.sha256, prepared.original)
+                prepared.original = None
         except IngestError as error:
             return FileResult(str(path), doc_id, "failed", reason=error.reason, fix=error.fix), None
         status = "updated" if previous else "added"
@@ -279,13 +290,17 @@ class Ingestor:
         chunks += new_chunks
         if progress:
             progress("index", 0, 1)
+        layouts = {p.document.doc_id: layout_line(p.document, p.layout) for p in upserts if p.layout is not None}
+        previous = self.store.current_generation() if self.store.exists() else None
         self.store.write(
             settings,
             documents,
             chunks,
             np.vstack([kept_vectors, new_vectors]),
             [lexical_tokens(documents[c.doc_id], c) for c in chunks],
+            extra=pages_writer(documents, layouts, previous),
         )
+        prune_originals(self.store.root, self.store.root.glob("gen-*"))
         if progress:
             progress("index", 1, 1)
         return IngestReport(documents=len(documents), chunks=len(chunks), encoded_chunks=len(new_chunks))
@@ -293,6 +308,13 @@ class Ingestor:
     def _encode(self, texts: list[str], dimension: int, progress: ProgressCallback | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
         return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
+
+
+def _with_page_progress(pages: PageOptions, progress: ProgressCallback | None) -> PageOptions:
+    """Report pages read (per file) as the "pages" stage of the ingest progress."""
+    if progress is None or pages.progress is not None:
+        return pages
+    return replace(pages, progress=lambda done, total: progress("pages", done, total))
 
 
 def _totals(snapshot: Snapshot | None) -> IngestReport:

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -194,10 +194,12 @@ class KnowledgeBaseStore:
         chunks: list[Chunk],
         embeddings: np.ndarray,
         token_lists: list[list[str]],
+        extra: Callable[[Path], None] | None = None,
     ) -> str:
         """Write a complete generation and make it current. Caller holds ``lock()``.
 
-        Any failure before the swap removes everything this write created and leaves the
+        ``extra`` writes further files into the generation folder before it is made durable and
+        current. Any failure before the swap removes everything this write created and leaves the
         knowledge base as it was; a full disk or another I/O error becomes one
         :class:`KnowledgeBaseError` line naming the file being written.
         """
@@ -228,6 +230,9 @@ class KnowledgeBaseStore:
             _write_jsonl(target, (asdict(d) for d in documents.values()))
             target = staging / "chunks.jsonl"
             _write_jsonl(target, (asdict(c) for c in chunks))
+            if extra is not None:  # the page layouts of PDFs and images (index/pagestore.py)
+                target = staging
+                extra(staging)
             target = staging / "dense.faiss"
             DenseIndex.build(embeddings, settings.dimension).save(target)
             target = staging / "lexical"

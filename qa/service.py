@@ -17,13 +17,16 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from corpus.chunking import ChunkSettings
+from corpus.layout import Page
 from corpus.loaders import DEFAULT_MAX_BYTES
+from corpus.pages import PageOptions
 from corpus.pipeline import seed_paths
 from corpus.progress import ProgressCallback
 from corpus.records import Document
 from index.embedder import Embedder, load_embedder
 from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
+from index.pagestore import PageLayouts, read_original
 from index.store import KnowledgeBaseStore, Snapshot, check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
@@ -87,6 +90,7 @@ class Wendao:
         self._embedder = embedder
         self._model_display = model_display  # shows a build of the model on first use
         self._snapshot: Snapshot | None = None
+        self._layouts: PageLayouts | None = None
         self._lock = threading.RLock()
         # Loading the model only waits for itself: an ingest holding the knowledge base's write
         # lock loads it, while ensure_built holds self._lock waiting for that write lock.
@@ -227,11 +231,33 @@ class Wendao:
             model_display=self._model_display,
         )
 
+    # -- pages of PDFs and images -----------------------------------------------------------
+    def page_layout(self, doc_id: str) -> list[Page] | None:
+        """Where each character of a PDF or image document stands on its page (None: no pages)."""
+        snapshot = self.snapshot()
+        document = snapshot.documents.get(doc_id)
+        if document is None or not document.pages:
+            return None
+        with self._lock:
+            if self._layouts is None or self._layouts.folder.name != snapshot.generation:
+                self._layouts = PageLayouts(self.kb_dir / snapshot.generation)
+            layouts = self._layouts
+        return layouts.get(document)
+
+    def original(self, doc_id: str) -> bytes | None:
+        """The stored file of a PDF or image document, to render its pages (None: not stored)."""
+        document = self.snapshot().documents.get(doc_id)
+        return read_original(self.kb_dir, document.sha256) if document is not None and document.pages else None
+
     # -- library ---------------------------------------------------------------------------
     def ingest(
-        self, paths: list[Path], progress: ProgressCallback | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+        self,
+        paths: list[Path],
+        progress: ProgressCallback | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        pages: PageOptions | None = None,
     ) -> IngestReport:
-        return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes)
+        return self.ingestor().ingest_paths(paths, progress, max_bytes=max_bytes, pages=pages)
 
     def remove(self, doc_ids: list[str]) -> IngestReport:
         return self.ingestor().remove(doc_ids)

@@ -102,13 +102,13 @@ def test_missing_path_is_named_and_index_untouched(seed_kb_copy: Path, embedder,
 
 
 def test_folder_without_supported_files(seed_kb_copy: Path, embedder, tmp_path: Path):
-    folder = tmp_path / "images"
+    folder = tmp_path / "designs"
     folder.mkdir()
-    (folder / "a.png").write_bytes(b"\x89PNG")
+    (folder / "a.psd").write_bytes(b"8BPS")
     before = kb_state(seed_kb_copy)
     report = Wendao(kb_dir=seed_kb_copy, embedder=embedder).ingest([folder])
     assert [(r.source, r.status) for r in report.results] == [(str(folder), "failed")]
-    assert report.results[0].reason.startswith("no supported files in this folder (supported: .docx, .htm, .html")
+    assert report.results[0].reason.startswith("no supported files in this folder (supported: .bmp, .docx, .htm, .html")
     assert kb_state(seed_kb_copy) == before
 
 

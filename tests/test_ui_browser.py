@@ -227,3 +227,61 @@ def test_malformed_query_file_is_reported_and_nothing_is_lost(page, server, tmp_
     assert set(server.service.snapshot().documents) == before
     listed = documents_listed(page)
     assert all(doc in listed for doc in before)
+
+
+def test_scanned_pdf_citation_is_boxed_on_the_page_image(page, server, tmp_path):
+    """A scan's citation opens the page image with the cited sentence's boxes over that sentence."""
+    import numpy as np
+    from rapidfuzz import fuzz
+    from scan_samples import PAGE_H, PAGE_W, QUESTIONS, viewer_sample, visible
+
+    path, drawn = viewer_sample(tmp_path)
+    report = server.service.ingest([path])
+    assert [r.status for r in report.results] == ["added"], report.results
+    question, expected = QUESTIONS[0]
+    ask(page, question)
+    page.locator(f'#wd-cards .wd-card[data-doc="{path.name}"]').first.wait_for()
+    page.locator("#wd-answer .wd-marker").first.click()
+    viewer = page.frame(name="wd-source")
+    viewer.locator(".pageview img.page-image").wait_for()
+    viewer.wait_for_function("() => { const i = document.querySelector('img.page-image'); return i.complete && i.naturalWidth > 0; }")
+    assert "第 1 / 2 页" in viewer.locator("nav.pages").inner_text()
+    assert viewer.locator("#cited").get_attribute("class") == "box answer"  # the link scrolls to the page image
+    cited = "".join(viewer.locator(".page-text mark.answer").all_inner_texts())  # the marks of one sentence
+    assert expected in cited
+    image = viewer.locator("img.page-image").bounding_box()
+    boxes = [viewer.locator(".box.answer").nth(i).bounding_box() for i in range(viewer.locator(".box.answer").count())]
+    assert boxes, "no highlighted box on the page image"
+    assert viewer.locator(".box.term").count() >= 1  # the question's terms, lighter
+    # where the cited sentence was typeset (source text and character boxes kept by the generator)
+    source = "".join(ch for ch, _ in drawn.chars)
+    found = fuzz.partial_ratio_alignment(visible(cited), source)
+    assert found.score >= 95
+    truth = [box for _, box in drawn.chars[found.dest_start : found.dest_end]]
+    grid_w, grid_h = 600, round(600 * PAGE_H / PAGE_W)
+    expected_mask = np.zeros((grid_h, grid_w), bool)
+    for x0, y0, x1, y1 in truth:
+        expected_mask[round(y0 / PAGE_H * grid_h) : round(y1 / PAGE_H * grid_h), round(x0 / PAGE_W * grid_w) : round(x1 / PAGE_W * grid_w)] = True
+    shown_mask = np.zeros_like(expected_mask)
+    for box in boxes:
+        x0, y0 = (box["x"] - image["x"]) / image["width"], (box["y"] - image["y"]) / image["height"]
+        x1, y1 = x0 + box["width"] / image["width"], y0 + box["height"] / image["height"]
+        shown_mask[round(y0 * grid_h) : round(y1 * grid_h), round(x0 * grid_w) : round(x1 * grid_w)] = True
+    covered = (expected_mask & shown_mask).sum() / expected_mask.sum()
+    precise = (expected_mask & shown_mask).sum() / shown_mask.sum()
+    print(f"\nhighlight covers {covered:.3f} of the cited sentence; {precise:.3f} of the highlight is on it")
+    assert covered >= 0.9 and precise >= 0.6, (covered, precise)
+    screenshot(page, "ocr-page-viewer")
+    wide = page.context.new_page()  # the viewer in a window of its own: the text beside the page
+    wide.set_viewport_size({"width": 1300, "height": 1000})
+    wide.goto(viewer.url.split("#")[0], wait_until="networkidle")  # from the top: the whole page
+    assert wide.locator(".page-text").bounding_box()["x"] > wide.locator("img.page-image").bounding_box()["x"] + 300
+    screenshot(wide, "ocr-page-viewer-wide")
+    wide.close()
+    # page navigation: the typed second page, from its text layer
+    viewer.locator("nav.pages a.next").click()
+    viewer.wait_for_function("() => document.querySelector('nav.pages').innerText.includes('第 2 / 2 页')")
+    viewer.wait_for_function("() => { const i = document.querySelector('img.page-image'); return i.complete && i.naturalWidth > 0; }")
+    assert "实训基地建设" in viewer.locator(".page-text").inner_text()
+    assert "PDF 文字层" in viewer.locator(".page-text h2").inner_text()
+    screenshot(page, "ocr-page-viewer-page2")

@@ -10,6 +10,7 @@ from corpus.errors import Fix
 # stage -> (中文, English)
 STAGES: dict[str, tuple[str, str]] = {
     "read": ("读取文件", "reading"),
+    "pages": ("识别页面", "reading pages"),
     "load": ("加载模型", "loading the model"),
     "embed": ("编码段落", "embedding"),
     "index": ("写入索引", "indexing"),

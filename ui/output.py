@@ -1,9 +1,14 @@
 """The stable JSON shapes of ``ask`` and ``search`` (documented in the README)."""
 from __future__ import annotations
 
-from qa.answer import Answer
+from typing import Callable
+
+from corpus.layout import Page, page_of, span_rects
+from qa.answer import Answer, Citation
 from qa.query import QueryPlan
 from qa.retrieve import SearchHit
+
+PageLookup = Callable[[str], "list[Page] | None"]  # doc_id -> its pages (PDFs and images)
 
 
 def _round(value: float | None) -> float | None:
@@ -25,9 +30,23 @@ def _passage(hit: SearchHit) -> dict:
     }
 
 
-def answer_json(answer: Answer) -> dict:
+def _on_the_page(citation: Citation, pages: PageLookup | None) -> dict:
+    """For a PDF or image: the page of the cited sentence and its rectangles on that page
+    (``boxes``: fractions of the page's width and height, origin top left, one per line)."""
+    layout = pages(citation.hit.chunk.doc_id) if pages else None
+    if not layout:
+        return {}
+    spans = citation.spans or [(citation.hit.chunk.start, citation.hit.chunk.end)]
+    page = page_of(layout, spans[0][0])
+    rects = [rect for start, end in spans for rect in span_rects(layout, start, end)]
+    return {"page": page.number if page else None, "boxes": [rect.to_json() for rect in rects]}
+
+
+def answer_json(answer: Answer, pages: PageLookup | None = None) -> dict:
+    """``pages`` (the service's ``page_layout``) adds ``page`` and ``boxes`` to PDF/image citations."""
     citations = [
-        {"n": c.n, **_passage(c.hit), "spans": [{"start": s, "end": e} for s, e in c.spans]} for c in answer.citations
+        {"n": c.n, **_passage(c.hit), "spans": [{"start": s, "end": e} for s, e in c.spans], **_on_the_page(c, pages)}
+        for c in answer.citations
     ]
     return {
         "question": answer.question,

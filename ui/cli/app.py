@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from corpus.loaders import DEFAULT_MAX_MB
+from corpus.ocr import DEFAULT_PAGE_TIMEOUT
+from corpus.pages import DEFAULT_MAX_PAGES, PageOptions
 from index.ingest import IngestReport
 from qa.jsonl import DataFileError, read_jsonl
 from qa.query import QueryError
@@ -101,18 +103,23 @@ def _each_query(path: Path, run: Callable[[str], dict], key: str) -> None:
 @app.command()
 def ingest(
     # readable=False: an unreadable file is reported by the ingest like any failure, not a usage error
-    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx)."),
+    paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx, images .png .jpg .tif .bmp .webp)."),
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
+    max_pages: int = typer.Option(DEFAULT_MAX_PAGES, "--max-pages", min=1, help="Refuse PDFs and images with more pages than this."),
+    ocr_timeout: float = typer.Option(
+        DEFAULT_PAGE_TIMEOUT, "--ocr-timeout", min=0.1, help="Seconds of OCR allowed per page; a file with a slower page fails."
+    ),
 ) -> None:
     """Add or update documents; unchanged files are skipped, failures are listed and the rest go on.
 
     Exit status 1 when any file failed (the others are still ingested), 2 on a usage error.
     """
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000))
+        pages = PageOptions(max_pages=max_pages, ocr_timeout=ocr_timeout)
+        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -208,13 +215,13 @@ def ask(
     with friendly_errors():
         service = _service(kb, model, allow_network)
         if queries:
-            _each_query(queries, lambda text: answer_json(service.ask(text)), "question")
+            _each_query(queries, lambda text: answer_json(service.ask(text), service.page_layout), "question")
             return
         if question is None:
             raise QueryError("give a QUESTION or --queries FILE")
         answer = service.ask(question)
     if as_json:
-        print(json.dumps(answer_json(answer), ensure_ascii=False, indent=1))
+        print(json.dumps(answer_json(answer, service.page_layout), ensure_ascii=False, indent=1))
         return
     if answer.abstained:
         console.print(f"[yellow]文档中没有找到可靠的答案 (no reliable answer in the documents; confidence {answer.confidence:.2f}).[/]")

@@ -25,7 +25,7 @@ def register(service: Wendao) -> None:
         if not (question or "").strip():
             raise gr.Error(EMPTY)
         try:
-            return answer_json(service.ask(question))
+            return answer_json(service.ask(question), service.page_layout)
         except WendaoError as error:
             raise gr.Error(with_fix(str(error), web_fix(error.fix))) from None
 

@@ -21,7 +21,7 @@ from ui.web import concurrency, render, uploads
 from ui.web.search import document_choices
 
 DOC_HEADERS = ["文档 ID", "标题", "日期", "文号", "段落数", "大小 (KB)", "添加时间"]
-SUPPORTED = ".txt .md .html .htm .pdf .docx"
+SUPPORTED = ".txt .md .html .htm .pdf .docx，图片 .png .jpg .tif .bmp .webp"
 
 
 def documents_table(service: Wendao) -> list[list]:

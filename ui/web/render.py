@@ -9,8 +9,9 @@ import html
 from urllib.parse import urlencode
 
 from corpus.errors import WendaoError
+from corpus.folding import fold
 from qa.answer import Answer, Citation
-from qa.query import QueryPlan
+from qa.query import QueryError, QueryPlan, plan_query
 from qa.retrieve import SearchHit
 from ui.labels import web_fix, with_fix
 
@@ -64,6 +65,15 @@ def source_url(doc_id: str, start: int, end: int, spans: Spans, question: str = 
     if question:
         query["q"] = question
     return f"{SOURCE_ROUTE}?{urlencode(query)}#cited"
+
+
+def question_spans(question: str, passage: str) -> Spans:
+    """Where a question from a link (``q``, maybe empty) occurs in ``passage`` (offsets into it)."""
+    try:
+        plan = plan_query(question)
+    except QueryError:
+        return []
+    return plan.term_spans(fold(passage))
 
 
 def _link(url: str, label: str, css: str, frame: str, title: str = "") -> str:

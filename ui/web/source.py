@@ -11,10 +11,9 @@ import html
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from corpus.folding import fold
-from qa.query import QueryError, plan_query
 from qa.service import Wendao
-from ui.web.render import SOURCE_ROUTE, Spans, highlight
+from ui.web.pageview import page_body, page_image_router
+from ui.web.render import SOURCE_ROUTE, Spans, highlight, question_spans
 
 PAGE = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title>
@@ -45,20 +44,11 @@ def parse_spans(value: str) -> Spans:
     return spans
 
 
-def _question_spans(question: str, passage: str) -> Spans:
-    """Where the question's words occur in the passage (none for a missing or empty ``q``)."""
-    try:
-        plan = plan_query(question)
-    except QueryError:
-        return []
-    return plan.term_spans(fold(passage))
-
-
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(PAGE.format(title=html.escape(title), body=body), status_code=status)
 
 
-def source_page(service: Wendao, doc: str, start: int, end: int, hl: str, q: str) -> HTMLResponse:
+def source_page(service: Wendao, doc: str, start: int, end: int, hl: str, q: str, page_number: int = 0) -> HTMLResponse:
     if not doc:
         return page("原文", '<p class="empty">点击答案中的 [n] 或引用卡片上的“查看原文”，在这里查看原文。</p>')
     document = service.document(doc)
@@ -67,9 +57,12 @@ def source_page(service: Wendao, doc: str, start: int, end: int, hl: str, q: str
     text = document.text
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     answer = parse_spans(hl)
+    layout = service.page_layout(doc) if document.pages else None
+    if layout:  # a PDF or an image: show the page with the citation boxed on it
+        return page(document.title or document.doc_id, page_body(document, layout, start, end, answer, q, page_number))
     layers = {
         "passage": [(start, end)] if end > start else [],
-        "term": [(start + s, start + e) for s, e in _question_spans(q, text[start:end])],
+        "term": [(start + s, start + e) for s, e in question_spans(q, text[start:end])],
         "answer": answer,
     }
     meta = " · ".join(
@@ -94,7 +87,10 @@ def source_router(service: Wendao) -> APIRouter:
         end: int = Query(0, ge=0),
         hl: str = "",
         q: str = "",
+        page: int = Query(0, ge=0, le=100_000),
     ) -> HTMLResponse:
-        return source_page(service, doc, start, end, hl, q)
+        return source_page(service, doc, start, end, hl, q, page)
+
+    router.include_router(page_image_router(service))
 
     return router
