@@ -94,6 +94,7 @@ def test_questions_are_answered_correctly_while_the_library_ingests(server, tmp_
 
     from gradio_client import Client
 
+    from ui.labels import stage_label
     from ui.web import library
 
     fact = "星河职业技术学院的无人机专业首批招收了173名学生"
@@ -105,7 +106,7 @@ def test_questions_are_answered_correctly_while_the_library_ingests(server, tmp_
     outcome: dict = {}
 
     def progress(value, desc=None):  # what gr.Progress receives from the handler
-        if desc == library.STAGES["embed"]:
+        if desc == stage_label("embed"):
             embedding.set()
 
     def run_ingest():
