@@ -1,8 +1,10 @@
 """Add, replace and remove documents in a knowledge base.
 
 Only new or changed documents are embedded (embedding is the slow part: ~10–30 chunks/s on a
-laptop CPU); vectors of unchanged chunks are carried over. The whole result is then written as a
-new generation, so a failure anywhere leaves the previous knowledge base as it was.
+laptop CPU). An ingest commits as it goes, a batch at least every ``COMMIT_UNITS`` sentence
+units or ``COMMIT_SECONDS`` of work (each batch one new segment, ``index.segments``), so a kill
+loses at most the batch in flight and running the same command again carries on: committed files
+are skipped by content hash and what was committed is searchable meanwhile.
 """
 from __future__ import annotations
 
@@ -21,11 +23,16 @@ from corpus.pipeline import prepare_file, prepare_text
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
-from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
+from index.migrate import convert
+from index.segments import FORMAT_VERSION, SegmentStore, Snapshot, Writer
+from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore
+from index.termids import text_ids
 
 FOLD_VERSION = "opencc-t2s+width+lower-1"
 EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
+COMMIT_UNITS = 256  # commit a batch once it holds this many sentence units ...
+COMMIT_SECONDS = 30.0  # ... or once this much work went into it
 
 Progress = Callable[[str, int, int], None]
 
@@ -64,6 +71,7 @@ def index_settings(embedder: Embedder, chunking: ChunkSettings) -> IndexSettings
         chunk_overlap=chunking.overlap,
         chunker_version=CHUNKER_VERSION,
         embed_template=EMBED_TEMPLATE,
+        format_version=FORMAT_VERSION,
     )
 
 
@@ -80,6 +88,11 @@ def lexical_tokens(document: Document, chunk: Chunk) -> list[str]:
     """BM25 tokens of a chunk with its document title and heading path: a question naming
     the document's subject (衢州, 崇州) and a detail only the chunk has should match both."""
     return tokenize_folded(fold(f"{document.title}\n{chunk.heading}\n{chunk.text}"))
+
+
+def lexical_ids(document: Document, chunk: Chunk) -> np.ndarray:
+    """The ids (``index.termids``) of ``lexical_tokens``, computed without building the list."""
+    return text_ids(fold(f"{document.title}\n{chunk.heading}\n{chunk.text}"))
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
@@ -111,7 +124,7 @@ def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileRe
 class Ingestor:
     """Applies document changes to one store with one embedder and chunking configuration."""
 
-    def __init__(self, store: KnowledgeBaseStore, embedder: Embedder, chunking: ChunkSettings | None = None):
+    def __init__(self, store: SegmentStore, embedder: Embedder, chunking: ChunkSettings | None = None):
         self.store = store
         self.embedder = embedder
         self.chunking = chunking or ChunkSettings()
@@ -123,21 +136,26 @@ class Ingestor:
         """Ingest files and folders; a file that fails is reported and the rest go on.
 
         Nothing is written when no document changed, so a batch of bad or unchanged files
-        leaves the knowledge base's generation exactly as it was.
+        leaves the knowledge base's generation exactly as it was. Progress: ``files`` done of
+        all, ``chunks`` embedded of the (estimated, from file sizes) total.
         """
         started = time.perf_counter()
         files, results = discover(paths)
         with self.store.lock():
             snapshot = self._open_compatible()
-            upserts: list[PreparedDocument] = []
-            for number, (path, doc_id) in enumerate(files, 1):
-                if progress:
-                    progress("read", number, len(files))
-                result, prepared = self._prepare(path, doc_id, snapshot, max_bytes)
-                results.append(result)
-                if prepared:
-                    upserts.append(prepared)
-            report = self._apply(snapshot, upserts, removals=[], progress=progress) if upserts else _totals(snapshot)
+            batches = _Batches(self, progress, total_bytes=sum(_size(p) for p, _ in files))
+            try:
+                for number, (path, doc_id) in enumerate(files, 1):
+                    result, prepared = self._prepare(path, doc_id, snapshot, max_bytes)
+                    results.append(result)
+                    batches.add(prepared, _size(path))
+                    if progress:
+                        progress("files", number, len(files))
+                batches.flush()
+            finally:
+                batches.close()
+            report = _totals(self.store.load()) if self.store.head() else _totals(None)
+            report.encoded_chunks = batches.encoded_chunks
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
@@ -163,7 +181,16 @@ class Ingestor:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
         started = time.perf_counter()
         with self.store.lock():
-            report = self._apply(self._open_compatible(), documents, removals=[], progress=progress)
+            self._open_compatible()
+            batches = _Batches(self, progress, total_bytes=sum(len(d.document.text) for d in documents))
+            try:
+                for prepared in documents:
+                    batches.add(prepared, len(prepared.document.text))
+                batches.flush()
+            finally:
+                batches.close()
+            report = _totals(self.store.load())
+            report.encoded_chunks = batches.encoded_chunks
         report.results = [FileResult(d.document.source, d.document.doc_id, "added", len(d.chunks)) for d in documents]
         report.seconds = time.perf_counter() - started
         return report
@@ -177,7 +204,12 @@ class Ingestor:
                 raise KnowledgeBaseError(
                     f"no such document in {self.store.root}: {', '.join(missing)} (`wendao docs` lists the ids)"
                 )
-            report = self._apply(snapshot, [], removals=doc_ids, progress=None)
+            writer = self.store.writer(self.settings)
+            try:
+                writer.add([], [], np.zeros((0, self.settings.dimension), dtype=np.float32), [], remove=doc_ids)
+            finally:
+                writer.close()
+            report = _totals(self.store.load())
         report.results = [FileResult(snapshot.documents[d].source, d, "removed") for d in doc_ids]
         return report
 
@@ -189,16 +221,47 @@ class Ingestor:
         """
         with self.store.lock():
             prepared = []
-            for doc in self.store.read_documents().values():
+            stored = self.store.read_documents() if self.store.head() else KnowledgeBaseStore(self.store.root).read_documents()
+            for doc in stored.values():
                 again = prepare_text(doc.text, doc.doc_id, doc.source, self.chunking, title=doc.title, fmt=doc.format)
                 kept = replace(doc, title=again.document.title or doc.title)
                 prepared.append(PreparedDocument(kept, again.chunks))
-            report = self._apply(None, prepared, removals=[], progress=progress)
+            chunks = [c for p in prepared for c in p.chunks]
+            documents = {p.document.doc_id: p.document for p in prepared}
+            texts = [t for c in chunks for t in embedding_texts(documents[c.doc_id], c)]
+            vectors = self._encode(texts, progress)
+            writer = self.store.writer(self.settings)
+            try:
+                if progress:
+                    progress("index", 0, 1)
+                writer.replace_all(self.settings, list(documents.values()), chunks, vectors, [lexical_ids(documents[c.doc_id], c) for c in chunks])
+                writer.compact()
+                if progress:
+                    progress("index", 1, 1)
+            finally:
+                writer.close()
+            report = _totals(self.store.load())
+            report.encoded_chunks = len(chunks)
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
+    def compact(self) -> int:
+        """Merge the segments and drop removed chunks for good (``wendao compact``); merges done."""
+        with self.store.lock():
+            self._open_compatible()
+            if not self.store.head():
+                return 0
+            writer = self.store.writer(self.settings)
+            try:
+                return writer.compact()
+            finally:
+                writer.close()
+
     # -- internals -------------------------------------------------------------------------
     def _open_compatible(self) -> Snapshot | None:
+        """The knowledge base as committed (converted first if it is of the old format)."""
+        if self.store.legacy():
+            convert(self.store)
         if not self.store.exists():
             return None
         stored = self.store.read_settings()
@@ -210,43 +273,63 @@ class Ingestor:
             )
         return self.store.load()
 
-    def _apply(
-        self,
-        snapshot: Snapshot | None,
-        upserts: list[PreparedDocument],
-        removals: list[str],
-        progress: Progress | None,
-    ) -> IngestReport:
-        replaced = {p.document.doc_id for p in upserts} | set(removals)
-        documents: dict[str, Document] = {}
-        chunks: list[Chunk] = []
-        kept_vectors = np.zeros((0, self.settings.dimension), dtype=np.float32)
-        if snapshot:
-            documents = {k: v for k, v in snapshot.documents.items() if k not in replaced}
-            keep = [i for i, c in enumerate(snapshot.chunks) if c.doc_id not in replaced]
-            chunks = [snapshot.chunks[i] for i in keep]
-            kept_vectors = snapshot.embeddings[snapshot.units_of(np.array(keep, dtype=np.int64))[0]]
-        new_chunks = [c for p in upserts for c in p.chunks]
-        for prepared in upserts:
-            documents[prepared.document.doc_id] = prepared.document
-        new_vectors = self._encode([t for c in new_chunks for t in embedding_texts(documents[c.doc_id], c)], progress)
-        chunks += new_chunks
-        if progress:
-            progress("index", 0, 1)
-        self.store.write(
-            self.settings,
-            documents,
-            chunks,
-            np.vstack([kept_vectors, new_vectors]),
-            [lexical_tokens(documents[c.doc_id], c) for c in chunks],
-        )
-        if progress:
-            progress("index", 1, 1)
-        return IngestReport(documents=len(documents), chunks=len(chunks), encoded_chunks=len(new_chunks))
-
     def _encode(self, texts: list[str], progress: Progress | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
         return np.vstack(batches) if batches else np.zeros((0, self.settings.dimension), dtype=np.float32)
+
+
+class _Batches:
+    """Collects prepared documents and commits them a batch at a time (see the module doc)."""
+
+    def __init__(self, ingestor: Ingestor, progress: Progress | None, total_bytes: int):
+        self.ingestor = ingestor
+        self.progress = progress
+        self.total_bytes = max(total_bytes, 1)
+        self.pending: list[PreparedDocument] = []
+        self.units = 0
+        self.started = time.perf_counter()
+        self.bytes_done = 0
+        self.chunks_done = 0
+        self.encoded_chunks = 0
+        self.writer: Writer | None = None
+
+    def add(self, prepared: PreparedDocument | None, size: int) -> None:
+        self.bytes_done += size
+        if prepared is not None:
+            self.pending.append(prepared)
+            self.units += sum(len(c.sentences) for c in prepared.chunks)
+        if self.units >= COMMIT_UNITS or (self.pending and time.perf_counter() - self.started >= COMMIT_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed and commit what is pending as one segment, then merge if the policy says so."""
+        if not self.pending:
+            return
+        ingestor = self.ingestor
+        documents = {p.document.doc_id: p.document for p in self.pending}
+        chunks = [c for p in self.pending for c in p.chunks]
+        vectors = ingestor._encode([t for c in chunks for t in embedding_texts(documents[c.doc_id], c)], None)
+        if self.writer is None:
+            self.writer = ingestor.store.writer(ingestor.settings)
+        self.writer.add(list(documents.values()), chunks, vectors, [lexical_ids(documents[c.doc_id], c) for c in chunks])
+        self.chunks_done += len(chunks)
+        self.encoded_chunks += len(chunks)
+        if self.progress:
+            estimate = max(self.chunks_done, round(self.chunks_done * self.total_bytes / max(self.bytes_done, 1)))
+            self.progress("chunks", self.chunks_done, estimate)
+        self.pending, self.units, self.started = [], 0, time.perf_counter()
+        self.writer.maybe_merge()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _totals(snapshot: Snapshot | None) -> IngestReport:

@@ -21,7 +21,9 @@ from index.embedder import Embedder, load_embedder
 from index.ingest import EMBED_TEMPLATE, FOLD_VERSION, IngestReport, Ingestor, Progress
 from index.lexical import TOKENIZER_VERSION
 from index.model import DEFAULT_MODEL
-from index.store import FORMAT_VERSION, KnowledgeBaseError, KnowledgeBaseStore, Snapshot
+from index.migrate import migrate
+from index.segments import FORMAT_VERSION, SegmentStore, Snapshot
+from index.store import KnowledgeBaseError
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.retrieve import FusionSettings, QueryPlan, Retriever, SearchHit, normalise_query
 from qa.terms import query_terms
@@ -46,7 +48,7 @@ class Wendao:
         embedder: Embedder | None = None,
     ):
         self.kb_dir = Path(kb_dir) if kb_dir else default_kb_dir()
-        self.store = KnowledgeBaseStore(self.kb_dir)
+        self.store = SegmentStore(self.kb_dir)
         self._model_name = model
         self._allow_network = allow_network
         self.chunking = chunking or ChunkSettings()
@@ -87,7 +89,8 @@ class Wendao:
         """The current generation, reloaded when a writer has swapped in a new one."""
         self.ensure_built()
         with self._lock:
-            current = self.store.current_generation().name
+            migrate(self.store)  # a knowledge base of the old format is converted once, in place
+            current = self.store.generation()
             if self._snapshot is None or self._snapshot.generation != current:
                 snapshot = self.store.load()
                 self._check_compatible(snapshot)
@@ -160,8 +163,7 @@ class Wendao:
                 plan.vector = self.embedder.encode_queries([plan.folded])[0]
             snapshot = self.snapshot()
             for hit in hits:
-                rows = np.asarray(snapshot.unit_rows(hit.position))
-                hit.sentence_dense = snapshot.dense.scores(plan.vector, rows).tolist()
+                hit.sentence_dense = snapshot.unit_scores(plan.vector, np.array([hit.position]))[0].tolist()
                 hit.dense = max(hit.sentence_dense)
         answer = build_answer(plan.text, hits, self.answering)
         answer.timings_ms = {**plan.timings_ms, "answer": _ms(started)}
@@ -178,6 +180,10 @@ class Wendao:
 
     def reindex(self, progress: Progress | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
+
+    def compact(self) -> int:
+        """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
+        return self.ingestor().compact()
 
 
 def _ms(started: float) -> float:
