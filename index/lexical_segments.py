@@ -50,6 +50,18 @@ class Postings:
         return cls._from_sorted(terms, docs, tf, np.maximum(lengths, 1).astype(np.float32))
 
     @classmethod
+    def build_flat(cls, terms: np.ndarray, docs: np.ndarray, chunks: int) -> "Postings":
+        """From all token ids of a segment at once (``docs``: the chunk of each id, ascending)."""
+        lengths = np.bincount(docs, minlength=chunks)
+        order = np.argsort(terms, kind="stable")  # docs ascend, so (term, doc) order
+        terms, docs = np.asarray(terms, dtype=np.int64)[order], np.asarray(docs, dtype=np.int32)[order]
+        new = np.ones(len(terms), dtype=bool)
+        new[1:] = (terms[1:] != terms[:-1]) | (docs[1:] != docs[:-1])
+        starts = np.flatnonzero(new)
+        tf = np.diff(np.append(starts, len(terms))).astype(np.float32)
+        return cls._from_sorted(terms[starts], docs[starts], tf, np.maximum(lengths, 1).astype(np.float32))
+
+    @classmethod
     def _from_sorted(cls, terms: np.ndarray, docs: np.ndarray, tf: np.ndarray, doclen: np.ndarray) -> "Postings":
         """From (term, doc)-sorted postings with one entry per pair."""
         first = np.ones(len(terms), dtype=bool)
