@@ -136,8 +136,8 @@ class Ingestor:
         """Ingest files and folders; a file that fails is reported and the rest go on.
 
         Nothing is written when no document changed, so a batch of bad or unchanged files
-        leaves the knowledge base's generation exactly as it was. Progress: ``files`` done of
-        all, ``chunks`` embedded of the (estimated, from file sizes) total.
+        leaves the knowledge base's generation exactly as it was. Progress: ``read``, files done
+        of all; ``embed``, chunks embedded of the total (estimated from the file sizes read so far).
         """
         started = time.perf_counter()
         files, results = discover(paths)
@@ -150,7 +150,7 @@ class Ingestor:
                     results.append(result)
                     batches.add(prepared, _size(path))
                     if progress:
-                        progress("files", number, len(files))
+                        progress("read", number, len(files))
                 batches.flush()
             finally:
                 batches.close()
@@ -308,17 +308,23 @@ class _Batches:
         ingestor = self.ingestor
         documents = {p.document.doc_id: p.document for p in self.pending}
         chunks = [c for p in self.pending for c in p.chunks]
+        self._report(self.chunks_done)
         vectors = ingestor._encode([t for c in chunks for t in embedding_texts(documents[c.doc_id], c)], None)
         if self.writer is None:
             self.writer = ingestor.store.writer(ingestor.settings)
         self.writer.add(list(documents.values()), chunks, vectors, [lexical_ids(documents[c.doc_id], c) for c in chunks])
         self.chunks_done += len(chunks)
         self.encoded_chunks += len(chunks)
-        if self.progress:
-            estimate = max(self.chunks_done, round(self.chunks_done * self.total_bytes / max(self.bytes_done, 1)))
-            self.progress("chunks", self.chunks_done, estimate)
+        self._report(self.chunks_done)
         self.pending, self.units, self.started = [], 0, time.perf_counter()
         self.writer.maybe_merge()
+
+    def _report(self, done: int) -> None:
+        """Chunks embedded of the estimated total: what is known so far, scaled by bytes read."""
+        if self.progress:
+            known = done + sum(len(p.chunks) for p in self.pending)
+            estimate = max(known, round(known * self.total_bytes / max(self.bytes_done, 1)))
+            self.progress("embed", done, estimate)
 
     def close(self) -> None:
         if self.writer is not None:

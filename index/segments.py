@@ -379,7 +379,8 @@ class SegmentStore:
         if head is None:
             if self.legacy():
                 raise KnowledgeBaseError(
-                    f"{self.root}: knowledge base of an older format; run `wendao migrate --kb {self.root}` (no re-embedding)"
+                    f"{self.root}: knowledge base of an older format; `wendao docs --kb {self.root}` (or any command "
+                    "that opens it) converts it in place, without re-embedding"
                 )
             raise KnowledgeBaseError(f"{self.root}: no knowledge base here (run `wendao ingest PATH --kb {self.root}`)")
         return head
