@@ -10,6 +10,7 @@ so the scores of a knowledge base are those of one bm25s index over the same liv
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,13 +102,47 @@ class Postings:
 
     @classmethod
     def load(cls, folder: Path) -> "Postings":
-        return cls(*(np.load(folder / f"lex_{name}.npy", mmap_mode="r") for name in FILES))
+        postings = cls(*(np.load(folder / f"lex_{name}.npy", mmap_mode="r") for name in FILES))
+        postings._files = {name: _ArrayFile(folder / f"lex_{name}.npy") for name in ("docs", "tf")}
+        return postings
+
+    def read(self, name: str, start: int, end: int) -> np.ndarray:
+        """``docs`` or ``tf`` [start:end], read from the file (not mapped: a query's postings
+        are transient memory, so a process answering many queries does not keep the postings
+        of every common character resident)."""
+        files = getattr(self, "_files", None)
+        if files is None:
+            return np.asarray(getattr(self, name)[start:end])
+        return files[name].read(start, end)
 
     def slices(self, term_ids: np.ndarray) -> list[tuple[int, int]]:
         """(start, end) of each term's postings; (0, 0) for terms this segment lacks."""
         at = np.searchsorted(self.terms, term_ids)
         found = (at < len(self.terms)) & (self.terms[np.minimum(at, len(self.terms) - 1)] == term_ids) if len(self.terms) else np.zeros(len(term_ids), bool)
         return [(int(self.indptr[a]), int(self.indptr[a + 1])) if ok else (0, 0) for a, ok in zip(at, found)]
+
+
+class _ArrayFile:
+    """Slices of a 1-D ``.npy`` file by ``pread`` (the file stays open; reads are thread-safe)."""
+
+    def __init__(self, path: Path):
+        with path.open("rb") as handle:
+            major, _ = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            _, _, dtype = read_header(handle)
+            self.offset = handle.tell()
+        self.dtype = np.dtype(dtype)
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read(self, start: int, end: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        return np.frombuffer(os.pread(self.fd, (end - start) * size, self.offset + start * size), dtype=self.dtype)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except (OSError, AttributeError):
+            pass
 
 
 @dataclass
@@ -146,14 +181,14 @@ class SegmentedBM25:
         for segment, spans in zip(self.segments, slices):
             for i, (start, end) in enumerate(spans):
                 if end > start:
-                    df[i] += (end - start) if segment.live is None else int(segment.live[segment.postings.docs[start:end]].sum())
+                    df[i] += (end - start) if segment.live is None else int(segment.live[segment.postings.read("docs", start, end)].sum())
         weights = self.idf(df) * multiplicity
         for segment, spans, norm in zip(self.segments, slices, self._norm):
             docs, values = [], []
             for (start, end), weight in zip(spans, weights):
                 if end > start and weight > 0:
-                    d = np.asarray(segment.postings.docs[start:end])
-                    tf = np.asarray(segment.postings.tf[start:end])
+                    d = segment.postings.read("docs", start, end)
+                    tf = segment.postings.read("tf", start, end)
                     docs.append(d)
                     values.append(weight * tf / (tf + norm[d]))
             if not docs:

@@ -52,7 +52,7 @@ from index.lexical_segments import LiveSegment, Postings, SegmentedBM25
 from index.records_db import Records
 from index.store import POINTER, IndexSettings, KnowledgeBaseError
 from index.termids import token_ids
-from index.vectors import SegmentVectors, codec_name
+from index.vectors import IVF_RERANK, SegmentVectors, codec_name
 
 FORMAT_VERSION = 3  # 3: segments + SQLite records (2: one generation folder per write)
 SEGMENTS = "segments"
@@ -229,22 +229,33 @@ class Snapshot:
     def dense_candidates(self, vector: np.ndarray, width: int, units_per_chunk: int = 4) -> np.ndarray:
         """Positions of the ``width`` chunks with the nearest sentences, best first."""
         k = width * units_per_chunk
-        scores, positions = [], []
+        scores, positions, segment_of, rows_of = [], [], [], []
         for number, segment in enumerate(self.segments):
-            found, rows = segment.vectors.search(vector, k)
+            exact = segment.vectors.exact_scores
+            found, rows = segment.vectors.candidates(vector, k if exact else k * IVF_RERANK)
             if not len(rows):
                 continue
             local = self._unit_chunks(number)[rows]
             live = self._live[number]
             if live.live is not None:
                 alive = live.live[local]
-                found, local = found[alive], local[alive]
+                found, local, rows = found[alive], local[alive], rows[alive]
                 local = np.searchsorted(live.live_local, local)
             scores.append(found)
             positions.append(local + live.position)
+            segment_of.append(np.full(len(rows), -1 if exact else number))
+            rows_of.append(rows)
         if not scores:
             return np.zeros(0, dtype=np.int64)
         scores_all, positions_all = np.concatenate(scores), np.concatenate(positions)
+        segment_all, rows_all = np.concatenate(segment_of), np.concatenate(rows_of)
+        # PQ estimates of every big segment compete together; only the best are re-scored exactly
+        if (segment_all >= 0).any():
+            keep = np.argsort(-scores_all, kind="stable")[: k * IVF_RERANK]
+            scores_all, positions_all, segment_all, rows_all = scores_all[keep], positions_all[keep], segment_all[keep], rows_all[keep]
+            for number in np.unique(segment_all[segment_all >= 0]):
+                mask = segment_all == number
+                scores_all[mask] = self.segments[number].vectors.exact(vector, rows_all[mask])
         order = np.argsort(-scores_all, kind="stable")[:k]
         ranked = positions_all[order]
         _, first = np.unique(ranked, return_index=True)

@@ -54,4 +54,9 @@ def test_old_format_is_converted_without_reembedding(seed_service: Wendao, embed
             expected, _ = seed_service.search(question, mode=mode, k=5)
             found, _ = service.search(question, mode=mode, k=5)
             assert [h.chunk.chunk_id for h in found] == [h.chunk.chunk_id for h in expected]
-            np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], rtol=1e-5)
+            # lexical scores are exact; fused ones move a little with the candidate pool (the
+            # source has two segments, the converted knowledge base one)
+            tolerance = 1e-5 if mode == "lexical" else 0.02
+            np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], rtol=tolerance)
+            if mode == "hybrid":
+                np.testing.assert_allclose([h.dense for h in found], [h.dense for h in expected], rtol=1e-6)

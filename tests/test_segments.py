@@ -80,7 +80,7 @@ def check_against_reference(store: SegmentStore, live: dict[str, tuple]) -> None
     query = vectors_[5] + 0.1
     positions = np.arange(len(chunks))
     scores, offsets = snapshot.unit_scores(query, positions)
-    np.testing.assert_allclose(scores, vectors_ @ query, rtol=1e-5)
+    np.testing.assert_allclose(scores, vectors_ @ query, rtol=1e-5, atol=1e-6)
     exact_best = np.maximum.reduceat(vectors_ @ query, offsets)
     top = snapshot.dense_candidates(query, 5)
     assert list(top) == list(np.argsort(-exact_best, kind="stable")[:5])
