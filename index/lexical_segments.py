@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 
 K1 = 0.9
@@ -164,7 +165,7 @@ class SegmentedBM25:
         total = sum(float(np.asarray(s.postings.doclen)[s.live_local].sum()) for s in segments)
         self.avgdl = total / self.size if self.size else 1.0
         # Per-chunk length normaliser for this snapshot's average length (one pass per segment).
-        self._norm = [K1 * ((1 - B) + B * np.asarray(s.postings.doclen, dtype=np.float32) / self.avgdl) for s in segments]
+        self._norm = [K1 * ((1 - B) + B * np.asarray(s.postings.doclen, dtype=np.float64) / self.avgdl) for s in segments]
 
     def idf(self, df: np.ndarray) -> np.ndarray:
         n = self.size
@@ -184,15 +185,21 @@ class SegmentedBM25:
                     df[i] += (end - start) if segment.live is None else int(segment.live[segment.postings.read("docs", start, end)].sum())
         weights = self.idf(df) * multiplicity
         for segment, spans, norm in zip(self.segments, slices, self._norm):
-            docs, values = [], []
+            local = None
             for (start, end), weight in zip(spans, weights):
                 if end > start and weight > 0:
-                    d = segment.postings.read("docs", start, end)
-                    tf = segment.postings.read("tf", start, end)
-                    docs.append(d)
-                    values.append(weight * tf / (tf + norm[d]))
-            if not docs:
-                continue
-            local = np.bincount(np.concatenate(docs), weights=np.concatenate(values), minlength=len(norm))
-            out[segment.position : segment.position + len(segment.live_local)] = local[segment.live_local]
+                    if local is None:
+                        local = np.zeros(len(norm), dtype=np.float64)
+                    _add_term(local, segment.postings.read("docs", start, end), segment.postings.read("tf", start, end), norm, float(weight))
+            if local is not None:
+                out[segment.position : segment.position + len(segment.live_local)] = local[segment.live_local]
         return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_term(scores, docs, tf, norm, weight):  # pragma: no cover - compiled
+    """scores[d] += weight · tf / (tf + norm[d]) over one term's postings. Compiled: the numpy
+    version (gather, four temporaries, bincount) is 9x slower on the common characters' lists."""
+    for i in range(docs.shape[0]):
+        d = docs[i]
+        scores[d] += weight * tf[i] / (tf[i] + norm[d])
