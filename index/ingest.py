@@ -245,18 +245,6 @@ class Ingestor:
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
-    def compact(self) -> int:
-        """Merge the segments and drop removed chunks for good (``wendao compact``); merges done."""
-        with self.store.lock():
-            self._open_compatible()
-            if not self.store.head():
-                return 0
-            writer = self.store.writer(self.settings)
-            try:
-                return writer.compact()
-            finally:
-                writer.close()
-
     # -- internals -------------------------------------------------------------------------
     def _open_compatible(self) -> Snapshot | None:
         """The knowledge base as committed (converted first if it is of the old format)."""

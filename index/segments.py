@@ -446,6 +446,18 @@ class SegmentStore:
         finally:
             lock.release()
 
+    def compact(self) -> int:
+        """Merge the segments (``MAX_SEGMENT_CHUNKS`` at most each) and drop tombstoned chunks
+        for good; returns the merges made. Needs no model: the stored settings are kept."""
+        with self.lock():
+            if self.head() is None:
+                return 0
+            writer = self.writer(self.read_settings())
+            try:
+                return writer.compact()
+            finally:
+                writer.close()
+
     def writer(self, settings: IndexSettings) -> "Writer":
         """A writer committing to this store. Caller holds ``lock()``."""
         return Writer(self, settings)

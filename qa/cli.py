@@ -142,6 +142,14 @@ def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, a
 
 
 @app.command()
+def compact(kb: Optional[Path] = KbOption) -> None:
+    """Merge the knowledge base's segments and drop removed documents' chunks for good."""
+    with _friendly_errors():
+        merges = _service(kb, None).compact()
+    print(f"{merges} merge(s)")
+
+
+@app.command()
 def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
     """List the documents in the knowledge base."""
     with _friendly_errors():

@@ -183,7 +183,8 @@ class Wendao:
 
     def compact(self) -> int:
         """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
-        return self.ingestor().compact()
+        migrate(self.store)
+        return self.store.compact()
 
 
 def _ms(started: float) -> float:
