@@ -425,7 +425,8 @@ class SegmentStore:
     # -- writing ------------------------------------------------------------------------------
     @contextmanager
     def lock(self, timeout: float = 600) -> Iterator[None]:
-        """Hold the writers' lock; what a killed writer left is swept as soon as it is held."""
+        """Hold the writers' lock; what a killed writer left is swept as soon as it is held,
+        and what the holder's merges replaced before it is let go."""
         if self.root.exists() and not self.root.is_dir():
             raise KnowledgeBaseError(f"{self.root}: is a file, not a knowledge-base folder")
         try:
@@ -443,6 +444,8 @@ class SegmentStore:
             if self.head() is not None:
                 self.sweep()
             yield
+            if self.head() is not None:  # what merges replaced, while still holding the lock
+                self.sweep()
         finally:
             lock.release()
 
