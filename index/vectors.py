@@ -13,6 +13,7 @@ approximate index depends on the segment's size (measured: README "Storage at sc
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ IVF_LISTS = 1024
 IVF_PROBES = 48
 IVF_RERANK = 3  # IVF-PQ candidates re-scored exactly per result wanted
 TRAIN_SAMPLE = 60_000
+_LOADING = threading.Lock()
 
 
 def codec_name(model: str, dimension: int) -> str:
@@ -88,7 +90,31 @@ def build_ann(vectors: np.ndarray, dimension: int, codec: Path) -> faiss.Index |
 @dataclass
 class SegmentVectors:
     vectors: np.ndarray  # float16 (units, dimension), memory-mapped
-    ann: faiss.Index | None
+    _ann: faiss.Index | None
+    _ann_file: object | None = None  # opened at load, read at first search
+
+    @property
+    def ann(self) -> faiss.Index | None:
+        """The approximate index, read on first use: an ingest or a document listing opens a
+        knowledge base without reading every segment's index. The file was opened with the
+        segment, so a sweep that removes the folder meanwhile does not take it away."""
+        if self._ann is None and self._ann_file is not None:
+            with _LOADING:
+                return self._load()
+        return self._ann
+
+    def _load(self) -> faiss.Index | None:
+        if self._ann is None and self._ann_file is not None:
+            handle = self._ann_file
+            handle.seek(0)
+            self._ann = faiss.deserialize_index(np.frombuffer(handle.read(), dtype=np.uint8))
+            handle.close()
+            self._ann_file = None
+        return self._ann
+
+    @ann.setter
+    def ann(self, index: faiss.Index | None) -> None:
+        self._ann, self._ann_file = index, None
 
     @classmethod
     def write(cls, folder: Path, vectors: np.ndarray, dimension: int, codec: Path) -> None:
@@ -102,7 +128,7 @@ class SegmentVectors:
     def load(cls, folder: Path) -> "SegmentVectors":
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
         ann_path = folder / "ann.faiss"
-        return cls(vectors, faiss.read_index(str(ann_path)) if ann_path.is_file() else None)
+        return cls(vectors, None, ann_path.open("rb") if ann_path.is_file() else None)
 
     @property
     def exact_scores(self) -> bool:
