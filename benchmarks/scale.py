@@ -143,11 +143,12 @@ def add_document(root: Path) -> dict:
 
     embedder = load_embedder()
     pool = sentences()
-    rng = np.random.default_rng(7)
+    seed = time.time_ns()  # a new document every run (the same one would be skipped as unchanged)
+    rng = np.random.default_rng(seed)
     text = ""
     while len(text.encode()) < 3000:
         text += pool[int(rng.integers(len(pool)))]
-    path = root.parent / f"added-{root.name}.txt"
+    path = root.parent / f"added-{root.name}-{seed}.txt"
     path.write_text(text, encoding="utf-8")
     ingestor = Ingestor(SegmentStore(root), embedder)
     ingestor.embedder.encode_documents(["预热"])
