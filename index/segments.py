@@ -230,9 +230,12 @@ class Snapshot:
         """Positions of the ``width`` chunks with the nearest sentences, best first."""
         k = width * units_per_chunk
         scores, positions, segment_of, rows_of = [], [], [], []
+        big = sum(not s.vectors.exact_scores for s in self.segments)
+        # each big segment proposes its share of the k·IVF_RERANK to re-score (twice over), and never fewer than k
+        per_big = max(k, -(-2 * k * IVF_RERANK // max(big, 1)))
         for number, segment in enumerate(self.segments):
             exact = segment.vectors.exact_scores
-            found, rows = segment.vectors.candidates(vector, k if exact else k * IVF_RERANK)
+            found, rows = segment.vectors.candidates(vector, k if exact else per_big)
             if not len(rows):
                 continue
             local = self._unit_chunks(number)[rows]
