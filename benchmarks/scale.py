@@ -201,8 +201,9 @@ def measure(root: Path, queries: int) -> dict:
     rng = np.random.default_rng(11)
     retriever = Retriever(snapshot, None)
     vectors = []
-    for _ in range(queries):
-        segment = snapshot.segments[int(rng.integers(len(snapshot.segments)))]
+    sizes = np.array([len(s.vectors.vectors) for s in snapshot.segments], dtype=np.float64)
+    for _ in range(queries):  # near a stored vector drawn uniformly (not the one real added document's)
+        segment = snapshot.segments[int(rng.choice(len(sizes), p=sizes / sizes.sum()))]
         v = np.asarray(segment.vectors.vectors[int(rng.integers(len(segment.vectors.vectors)))], dtype=np.float32)
         v = v + rng.standard_normal(DIM).astype(np.float32) * (0.6 / np.sqrt(DIM))
         vectors.append(v / np.linalg.norm(v))

@@ -24,7 +24,7 @@ from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
-from index.segments import FORMAT_VERSION, SegmentStore, Snapshot, Writer
+from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore
 from index.termids import text_ids
 
@@ -154,14 +154,14 @@ class Ingestor:
                 batches.flush()
             finally:
                 batches.close()
-            report = _totals(self.store.load()) if self.store.head() else _totals(None)
+            report = _totals(self.store.catalog()) if self.store.head() else _totals(None)
             report.encoded_chunks = batches.encoded_chunks
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
 
     def _prepare(
-        self, path: Path, doc_id: str, snapshot: Snapshot | None, max_bytes: int
+        self, path: Path, doc_id: str, snapshot: Catalog | None, max_bytes: int
     ) -> tuple[FileResult, PreparedDocument | None]:
         """Read one file unless its content hash is already indexed; failures become a result."""
         previous = snapshot.documents.get(doc_id) if snapshot else None
@@ -189,7 +189,7 @@ class Ingestor:
                 batches.flush()
             finally:
                 batches.close()
-            report = _totals(self.store.load())
+            report = _totals(self.store.catalog())
             report.encoded_chunks = batches.encoded_chunks
         report.results = [FileResult(d.document.source, d.document.doc_id, "added", len(d.chunks)) for d in documents]
         report.seconds = time.perf_counter() - started
@@ -209,7 +209,7 @@ class Ingestor:
                 writer.add([], [], np.zeros((0, self.settings.dimension), dtype=np.float32), [], remove=doc_ids)
             finally:
                 writer.close()
-            report = _totals(self.store.load())
+            report = _totals(self.store.catalog())
         report.results = [FileResult(snapshot.documents[d].source, d, "removed") for d in doc_ids]
         return report
 
@@ -240,14 +240,14 @@ class Ingestor:
                     progress("index", 1, 1)
             finally:
                 writer.close()
-            report = _totals(self.store.load())
+            report = _totals(self.store.catalog())
             report.encoded_chunks = len(chunks)
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
     # -- internals -------------------------------------------------------------------------
-    def _open_compatible(self) -> Snapshot | None:
-        """The knowledge base as committed (converted first if it is of the old format)."""
+    def _open_compatible(self) -> Catalog | None:
+        """The knowledge base's records as committed (converted first if of the old format)."""
         if self.store.legacy():
             convert(self.store)
         if not self.store.exists():
@@ -259,7 +259,7 @@ class Ingestor:
                 f"{self.store.root} was built with other settings ({'; '.join(differences)}); "
                 f"run `wendao reindex --kb {self.store.root}` to rebuild it with the current ones"
             )
-        return self.store.load()
+        return self.store.catalog()
 
     def _encode(self, texts: list[str], progress: Progress | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
@@ -326,9 +326,10 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _totals(snapshot: Snapshot | None) -> IngestReport:
-    """The report of a batch that changed nothing: the knowledge base as it stands."""
-    return IngestReport(documents=len(snapshot.documents) if snapshot else 0, chunks=len(snapshot.chunks) if snapshot else 0)
+def _totals(catalog: Catalog | None) -> IngestReport:
+    """The report's totals: the knowledge base as it stands."""
+    documents, chunks = catalog.counts if catalog else (0, 0)
+    return IngestReport(documents=documents, chunks=chunks)
 
 
 def _batch_starts(texts: list[str], progress: Progress | None):

@@ -185,6 +185,24 @@ class ChunksView(Sequence):
                 yield chunk
 
 
+class Catalog:
+    """The records of the current commit without its segments: what an ingest needs to decide
+    which files changed (documents by id, a document's chunks), cheap at any size."""
+
+    def __init__(self, root: Path, gen: int, manifest: dict):
+        self.records = Records(root, gen)
+        self.documents = DocumentsView(self.records)
+        self.manifest = manifest
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        return self.records.chunks(self.records.chunk_keys_of([doc_id]))
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """(documents, chunks) live in this commit."""
+        return int(self.manifest.get("documents", 0)), int(self.manifest.get("chunks", 0))
+
+
 class Snapshot:
     """One committed generation: the read interface of the module docstring."""
 
@@ -418,6 +436,9 @@ class SegmentStore:
         gen, _ = self._head()
         return {d.doc_id: d for d in Records(self.root, gen).documents()}
 
+    def catalog(self) -> Catalog:
+        return Catalog(self.root, *self._head())
+
     def load(self) -> Snapshot:
         gen, manifest = self._head()
         try:
@@ -540,6 +561,7 @@ class Writer:
         head = records_db.latest(self.db)
         self.gen, manifest = head if head else (0, {"segments": []})
         self.segments: list[str] = list(manifest["segments"])
+        self.live_chunks = manifest.get("chunks")
         self.next_key = int(self.db.execute("SELECT coalesce(max(chunk_key), -1) + 1 FROM chunks").fetchone()[0])
 
     def close(self) -> None:
@@ -575,6 +597,17 @@ class Writer:
             db.execute("BEGIN IMMEDIATE")
             try:
                 replaced = [d.doc_id for d in documents] + list(remove)
+                if self.live_chunks is None:  # written before manifests counted chunks
+                    self.live_chunks = db.execute(
+                        "SELECT count(*) FROM chunks c JOIN documents d ON c.doc_key = d.doc_key WHERE d.gen_removed IS NULL"
+                    ).fetchone()[0]
+                gone = sum(
+                    db.execute(
+                        "SELECT count(*) FROM chunks c JOIN documents d ON c.doc_key = d.doc_key WHERE d.doc_id = ? AND d.gen_removed IS NULL",
+                        (doc_id,),
+                    ).fetchone()[0]
+                    for doc_id in dict.fromkeys(replaced)
+                )
                 db.executemany("UPDATE documents SET gen_removed = ? WHERE doc_id = ? AND gen_removed IS NULL", [(gen, d) for d in replaced])
                 doc_keys = {}
                 for document in documents:
@@ -592,6 +625,7 @@ class Writer:
                     "settings": asdict(settings),
                     "segments": segments,
                     "documents": count,
+                    "chunks": self.live_chunks - gone + len(chunks),
                     "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
                 db.execute("INSERT INTO commits(gen, manifest) VALUES (?, ?)", (gen, json.dumps(manifest, ensure_ascii=False)))
@@ -600,6 +634,7 @@ class Writer:
                 db.execute("ROLLBACK")
                 raise
         self.gen, self.segments, self.next_key = gen, segments, self.next_key + len(chunks)
+        self.live_chunks = manifest["chunks"]
         self.settings = settings
         return gen
 

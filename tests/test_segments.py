@@ -73,6 +73,7 @@ def check_against_reference(store: SegmentStore, live: dict[str, tuple]) -> None
     chunks, vectors_, lexical = live_reference(live)
     assert [c.chunk_id for c in snapshot.chunks] == [c.chunk_id for c in chunks]
     assert set(snapshot.documents) == set(live)
+    assert store.catalog().counts == (len(live), len(chunks))
     for query in ("台风 防御", "绿化 面积 城市", "2020年", "不存在的词"):
         tokens = tokenize_folded(fold(query))
         np.testing.assert_allclose(snapshot.lexical_scores(tokens), lexical.scores(tokens), rtol=1e-4, atol=1e-5)
