@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from index.lexical import _CJK, _RUNS
+from index.lexical import _CJK
 
 _LATIN = re.compile(r"[a-z0-9]+(?:[.%][a-z0-9]+)*")
 _WORD_BASE = 1 << 32
@@ -58,5 +58,3 @@ def reference_ids(folded: str) -> np.ndarray:
 
     return token_ids(tokenize_folded(folded))
 
-
-__all__ = ["token_id", "token_ids", "text_ids", "reference_ids", "_RUNS"]

@@ -7,7 +7,6 @@ not care where vectors come from, and these tests need no model (the ingest test
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
