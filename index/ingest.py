@@ -1,9 +1,11 @@
 """Add, replace and remove documents in a knowledge base.
 
 Only new or changed documents are embedded (embedding is the slow part: ~10–30 chunks/s on a
-laptop CPU); vectors of unchanged chunks are carried over. The whole result is then written as a
-new generation, so a failure anywhere leaves the previous knowledge base as it was. The model
-(seconds and most of a gigabyte to load) is loaded only once something must be embedded.
+laptop CPU). An ingest commits as it goes, a batch at least every ``COMMIT_UNITS`` sentence
+units or ``COMMIT_SECONDS`` of work (each batch one new segment, ``index.segments``), so a kill
+loses at most the batch in flight and running the same command again carries on: committed files
+are skipped by content hash and what was committed is searchable meanwhile. The model (seconds
+and most of a gigabyte to load) is loaded only once something must be embedded.
 """
 from __future__ import annotations
 
@@ -24,12 +26,16 @@ from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
-from index.pagestore import layout_line, pages_writer, prune_originals, save_original
-from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, Snapshot, check_compatible
+from index.migrate import convert
+from index.pagestore import _lines_by_doc, layout_line, save_original
+from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
+from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
+from index.termids import text_ids
 
 EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
-
+COMMIT_UNITS = 256  # commit a batch once it holds this many sentence units ...
+COMMIT_SECONDS = 30.0  # ... or once this much work went into it
 
 
 FileStatus = Literal["added", "updated", "unchanged", "removed", "failed"]
@@ -70,6 +76,7 @@ def index_settings(model: str, dimension: int, chunking: ChunkSettings) -> Index
         chunk_overlap=chunking.overlap,
         chunker_version=CHUNKER_VERSION,
         embed_template=EMBED_TEMPLATE,
+        format_version=FORMAT_VERSION,
     )
 
 
@@ -86,6 +93,11 @@ def lexical_tokens(document: Document, chunk: Chunk) -> list[str]:
     """BM25 tokens of a chunk with its document title and heading path: a question naming
     the document's subject (衢州, 崇州) and a detail only the chunk has should match both."""
     return tokenize_folded(fold(f"{document.title}\n{chunk.heading}\n{chunk.text}"))
+
+
+def lexical_ids(document: Document, chunk: Chunk) -> np.ndarray:
+    """The ids (``index.termids``) of ``lexical_tokens``, computed without building the list."""
+    return text_ids(fold(f"{document.title}\n{chunk.heading}\n{chunk.text}"))
 
 
 def discover(paths: Iterable[Path]) -> tuple[list[tuple[Path, str]], list[FileResult]]:
@@ -126,7 +138,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: KnowledgeBaseStore,
+        store: SegmentStore,
         embedder: Embedder | Callable[[], Embedder],
         chunking: ChunkSettings | None = None,
         model: str | None = None,
@@ -159,28 +171,33 @@ class Ingestor:
         """Ingest files and folders; a file that fails is reported and the rest go on.
 
         Nothing is written when no document changed, so a batch of bad or unchanged files
-        leaves the knowledge base's generation exactly as it was.
+        leaves the knowledge base's generation exactly as it was. Progress: ``read``, files done
+        of all; ``embed``, chunks embedded of the total (estimated from the file sizes read so far).
         """
         started = time.perf_counter()
         pages = _with_page_progress(pages or PageOptions(), progress)
         files, results = discover(paths)
         with self.store.lock():
-            snapshot = self._open_compatible()
-            upserts: list[PreparedDocument] = []
-            for number, (path, doc_id) in enumerate(files, 1):
-                if progress:
-                    progress("read", number, len(files))
-                result, prepared = self._prepare(path, doc_id, snapshot, max_bytes, pages)
-                results.append(result)
-                if prepared:
-                    upserts.append(prepared)
-            report = self._apply(snapshot, upserts, removals=[], progress=progress) if upserts else _totals(snapshot)
+            catalog = self._open_compatible()
+            batches = _Batches(self, catalog, progress, total_bytes=sum(_size(p) for p, _ in files))
+            try:
+                for number, (path, doc_id) in enumerate(files, 1):
+                    if progress:
+                        progress("read", number, len(files))
+                    result, prepared = self._prepare(path, doc_id, catalog, max_bytes, pages)
+                    results.append(result)
+                    batches.add(prepared, _size(path))
+                batches.flush()
+            finally:
+                batches.close()
+            report = _totals(self.store.catalog() if self.store.head() else None)
+            report.encoded_chunks = batches.encoded_chunks
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
 
     def _prepare(
-        self, path: Path, doc_id: str, snapshot: Snapshot | None, max_bytes: int, pages: PageOptions | None = None
+        self, path: Path, doc_id: str, snapshot: Catalog | None, max_bytes: int, pages: PageOptions | None = None
     ) -> tuple[FileResult, PreparedDocument | None]:
         """Read one file unless its content hash is already indexed; failures become a result."""
         previous = snapshot.documents.get(doc_id) if snapshot else None
@@ -204,7 +221,16 @@ class Ingestor:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
         started = time.perf_counter()
         with self.store.lock():
-            report = self._apply(self._open_compatible(), documents, removals=[], progress=progress)
+            catalog = self._open_compatible()
+            batches = _Batches(self, catalog, progress, total_bytes=sum(len(d.document.text) for d in documents))
+            try:
+                for prepared in documents:
+                    batches.add(prepared, len(prepared.document.text))
+                batches.flush()
+            finally:
+                batches.close()
+            report = _totals(self.store.catalog() if self.store.head() else None)
+            report.encoded_chunks = batches.encoded_chunks
         report.results = [FileResult(d.document.source, d.document.doc_id, "added", len(d.chunks)) for d in documents]
         report.seconds = time.perf_counter() - started
         return report
@@ -218,7 +244,13 @@ class Ingestor:
                 raise KnowledgeBaseError(
                     f"no such document in {self.store.root}: {', '.join(missing)}", Fix("list_documents", str(self.store.root))
                 )
-            report = self._apply(snapshot, [], removals=doc_ids, progress=None)
+            settings = self.store.read_settings()  # removing needs no model
+            writer = self.store.writer(settings)
+            try:
+                writer.add([], [], np.zeros((0, settings.dimension), dtype=np.float32), [], remove=doc_ids)
+            finally:
+                writer.close()
+            report = _totals(self.store.catalog())
         report.results = [FileResult(snapshot.documents[d].source, d, "removed") for d in doc_ids]
         return report
 
@@ -230,84 +262,136 @@ class Ingestor:
         """
         with self.store.lock():
             prepared = []
-            for doc in self.store.read_documents().values():
+            layouts: dict[str, str] = {}
+            if self.store.head():
+                stored = self.store.read_documents()
+            else:  # the old format, whatever its settings: read its documents and page layouts
+                old = KnowledgeBaseStore(self.store.root)
+                stored = old.read_documents()
+                layouts = _lines_by_doc(old.current_generation())
+            for doc in stored.values():
                 again = prepare_text(doc.text, doc.doc_id, doc.source, self.chunking, title=doc.title, fmt=doc.format)
                 kept = replace(doc, title=again.document.title or doc.title)
                 prepared.append(PreparedDocument(kept, again.chunks))
-            report = self._apply(None, prepared, removals=[], progress=progress)
+            chunks = [c for p in prepared for c in p.chunks]
+            documents = {p.document.doc_id: p.document for p in prepared}
+            settings = self._settings_to_write(None, bool(chunks), progress)
+            texts = [t for c in chunks for t in embedding_texts(documents[c.doc_id], c)]
+            vectors = self._encode(texts, settings.dimension, progress)
+            writer = self.store.writer(settings)
+            try:
+                if progress:
+                    progress("index", 0, 1)
+                token_ids = [lexical_ids(documents[c.doc_id], c) for c in chunks]
+                writer.replace_all(settings, list(documents.values()), chunks, vectors, token_ids, layouts=layouts)
+                writer.compact()
+                if progress:
+                    progress("index", 1, 1)
+            finally:
+                writer.close()
+            report = _totals(self.store.catalog())
+            report.encoded_chunks = len(chunks)
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
     # -- internals -------------------------------------------------------------------------
-    def _open_compatible(self) -> Snapshot | None:
+    def _open_compatible(self) -> Catalog | None:
+        """The knowledge base's records as committed (converted first if of the old format)."""
+        if self.store.legacy():
+            convert(self.store)
         if not self.store.exists():
             return None
         stored = self.store.read_settings()
         # Before the model is loaded its dimension is unknown; _settings_to_write checks it.
         self._check(stored, self.settings(self._embedder.dimension if self._embedder else stored.dimension))
-        return self.store.load()
+        return self.store.catalog()
 
     def _check(self, stored: IndexSettings, wanted: IndexSettings) -> None:
         check_compatible(stored, wanted, self.store.root)
 
-    def _settings_to_write(self, snapshot: Snapshot | None, embedding: bool, progress: ProgressCallback | None) -> IndexSettings:
+    def _settings_to_write(self, stored: IndexSettings | None, embedding: bool, progress: ProgressCallback | None) -> IndexSettings:
         """The stored settings when nothing is embedded into an existing knowledge base (no
         model needed); otherwise the loaded model's, which must still match what is stored."""
-        if snapshot is not None and not embedding and self._embedder is None:
-            return self.settings(snapshot.settings.dimension)
+        if stored is not None and not embedding and self._embedder is None:
+            return self.settings(stored.dimension)
         loading = self._embedder is None and progress is not None
         if loading:
             progress("load", 0, 1)
         settings = self.settings(self.embedder.dimension)
         if loading:
             progress("load", 1, 1)
-        if snapshot is not None:
-            self._check(snapshot.settings, settings)
+        if stored is not None:
+            self._check(stored, settings)
         return settings
-
-    def _apply(
-        self,
-        snapshot: Snapshot | None,
-        upserts: list[PreparedDocument],
-        removals: list[str],
-        progress: ProgressCallback | None,
-    ) -> IngestReport:
-        replaced = {p.document.doc_id for p in upserts} | set(removals)
-        settings = self._settings_to_write(snapshot, any(p.chunks for p in upserts), progress)
-        documents: dict[str, Document] = {}
-        chunks: list[Chunk] = []
-        kept_vectors = np.zeros((0, settings.dimension), dtype=np.float32)
-        if snapshot:
-            documents = {k: v for k, v in snapshot.documents.items() if k not in replaced}
-            keep = [i for i, c in enumerate(snapshot.chunks) if c.doc_id not in replaced]
-            chunks = [snapshot.chunks[i] for i in keep]
-            kept_vectors = snapshot.embeddings[snapshot.units_of(np.array(keep, dtype=np.int64))[0]]
-        new_chunks = [c for p in upserts for c in p.chunks]
-        for prepared in upserts:
-            documents[prepared.document.doc_id] = prepared.document
-        texts = [t for c in new_chunks for t in embedding_texts(documents[c.doc_id], c)]
-        new_vectors = self._encode(texts, settings.dimension, progress)
-        chunks += new_chunks
-        if progress:
-            progress("index", 0, 1)
-        layouts = {p.document.doc_id: layout_line(p.document, p.layout) for p in upserts if p.layout is not None}
-        previous = self.store.current_generation() if self.store.exists() else None
-        self.store.write(
-            settings,
-            documents,
-            chunks,
-            np.vstack([kept_vectors, new_vectors]),
-            [lexical_tokens(documents[c.doc_id], c) for c in chunks],
-            extra=pages_writer(documents, layouts, previous),
-        )
-        prune_originals(self.store.root, self.store.root.glob("gen-*"))
-        if progress:
-            progress("index", 1, 1)
-        return IngestReport(documents=len(documents), chunks=len(chunks), encoded_chunks=len(new_chunks))
 
     def _encode(self, texts: list[str], dimension: int, progress: ProgressCallback | None) -> np.ndarray:
         batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
         return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
+
+
+class _Batches:
+    """Collects prepared documents and commits them a batch at a time (see the module doc)."""
+
+    def __init__(self, ingestor: Ingestor, catalog: Catalog | None, progress: ProgressCallback | None, total_bytes: int):
+        self.ingestor = ingestor
+        self.stored = ingestor.store.read_settings() if catalog is not None else None
+        self.progress = progress
+        self.total_bytes = max(total_bytes, 1)
+        self.pending: list[PreparedDocument] = []
+        self.units = 0
+        self.started = time.perf_counter()
+        self.bytes_done = 0
+        self.chunks_done = 0
+        self.encoded_chunks = 0
+        self.writer: Writer | None = None
+
+    def add(self, prepared: PreparedDocument | None, size: int) -> None:
+        self.bytes_done += size
+        if prepared is not None:
+            self.pending.append(prepared)
+            self.units += sum(len(c.sentences) for c in prepared.chunks)
+        if self.units >= COMMIT_UNITS or (self.pending and time.perf_counter() - self.started >= COMMIT_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        """Embed and commit what is pending as one segment, then merge if the policy says so."""
+        if not self.pending:
+            return
+        ingestor = self.ingestor
+        documents = {p.document.doc_id: p.document for p in self.pending}
+        chunks = [c for p in self.pending for c in p.chunks]
+        if self.writer is None:
+            settings = ingestor._settings_to_write(self.stored, bool(chunks), self.progress)
+            self.writer = ingestor.store.writer(settings)
+        self._report(self.chunks_done)
+        texts = [t for c in chunks for t in embedding_texts(documents[c.doc_id], c)]
+        vectors = ingestor._encode(texts, self.writer.settings.dimension, None)
+        layouts = {p.document.doc_id: layout_line(p.document, p.layout) for p in self.pending if p.layout is not None}
+        token_ids = [lexical_ids(documents[c.doc_id], c) for c in chunks]
+        self.writer.add(list(documents.values()), chunks, vectors, token_ids, layouts=layouts)
+        self.chunks_done += len(chunks)
+        self.encoded_chunks += len(chunks)
+        self._report(self.chunks_done)
+        self.pending, self.units, self.started = [], 0, time.perf_counter()
+        self.writer.maybe_merge()
+
+    def _report(self, done: int) -> None:
+        """Chunks embedded of the estimated total: what is known so far, scaled by bytes read."""
+        if self.progress:
+            known = done + sum(len(p.chunks) for p in self.pending)
+            estimate = max(known, round(known * self.total_bytes / max(self.bytes_done, 1)))
+            self.progress("embed", done, estimate)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _with_page_progress(pages: PageOptions, progress: ProgressCallback | None) -> PageOptions:
@@ -317,9 +401,10 @@ def _with_page_progress(pages: PageOptions, progress: ProgressCallback | None) -
     return replace(pages, progress=lambda done, total: progress("pages", done, total))
 
 
-def _totals(snapshot: Snapshot | None) -> IngestReport:
-    """The report of a batch that changed nothing: the knowledge base as it stands."""
-    return IngestReport(documents=len(snapshot.documents) if snapshot else 0, chunks=len(snapshot.chunks) if snapshot else 0)
+def _totals(catalog: Catalog | None) -> IngestReport:
+    """The report's totals: the knowledge base as it stands."""
+    documents, chunks = catalog.counts if catalog else (0, 0)
+    return IngestReport(documents=documents, chunks=chunks)
 
 
 def _batch_starts(texts: list[str], progress: ProgressCallback | None):

@@ -8,9 +8,11 @@ Why these two and where:
   20-page scan is a few MB as a PDF, tens of MB as page images), and one copy serves every
   generation: a write never copies it again. It is written (atomically) before the generation
   that refers to it, and removed once no kept generation refers to it.
-- The character boxes, in each generation's ``pages.jsonl`` (one line per paged document),
-  written with the generation like ``documents.jsonl``, so they always match the stored text
-  they index into. They are read only when a page is shown or a citation needs its boxes.
+- The character boxes, one line per paged document in the ``layouts`` table of ``records.db``
+  (``index.records_db``), committed in the same transaction as the document's record, so they
+  always match the stored text they index into. They are read only when a page is shown or a
+  citation needs its boxes. (The old generation format kept them in ``pages.jsonl``; migration
+  reads that file.)
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from corpus.layout import LAYOUT_VERSION, Page
@@ -71,49 +73,25 @@ def _lines_by_doc(folder: Path | None) -> dict[str, str]:
     return found
 
 
-def pages_writer(documents: dict[str, Document], new: dict[str, str], previous: Path | None):
-    """What writes ``pages.jsonl`` into a generation being built: the new documents' layouts and,
-    for the documents kept, their lines from the previous generation, unchanged."""
-    paged = [d for d in documents.values() if d.pages]
+def prune_originals(root: Path, wanted: set[str]) -> None:
+    """Delete originals that no kept commit refers to (and temporary files of killed writes).
 
-    def write(staging: Path) -> None:
-        if not paged:
-            return
-        kept = _lines_by_doc(previous) if any(d.doc_id not in new for d in paged) else {}
-        with (staging / PAGES_FILE).open("w", encoding="utf-8") as handle:
-            for document in paged:
-                line = new.get(document.doc_id) or kept.get(document.doc_id)
-                if line is not None:
-                    handle.write(line + "\n")
-
-    return write
-
-
-def prune_originals(root: Path, generations: Iterable[Path]) -> None:
-    """Delete originals that no kept generation refers to (and temporary files of killed writes).
-
-    Called by the writer, under the knowledge base's lock, after the new generation is current.
+    Called under the knowledge base's lock (``index.segments``), after a commit.
     """
     folder = Path(root) / ORIGINALS
     if not folder.is_dir():
         return
-    wanted: set[str] = set()
-    for generation in generations:
-        path = generation / "documents.jsonl"
-        if path.is_file():
-            with path.open(encoding="utf-8") as handle:
-                wanted.update(row["sha256"] for row in map(json.loads, filter(str.strip, handle)) if row.get("pages"))
     for path in folder.iterdir():
         if path.name not in wanted:
             path.unlink(missing_ok=True)
 
 
 class PageLayouts:
-    """The character boxes of one generation, read when first asked for and parsed per document."""
+    """The character boxes of one generation, read by document when first asked for."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._lines: dict[str, str] | None = None
+    def __init__(self, generation: str, line_of: Callable[[str], str | None]):
+        self.generation = generation
+        self._line_of = line_of
         self._parsed: dict[str, list[Page]] = {}
         self._lock = threading.Lock()
 
@@ -122,9 +100,7 @@ class PageLayouts:
             return None
         with self._lock:
             if document.doc_id not in self._parsed:
-                if self._lines is None:
-                    self._lines = _lines_by_doc(self.folder)
-                line = self._lines.get(document.doc_id)
+                line = self._line_of(document.doc_id)
                 if line is None:
                     return None
                 row = json.loads(line)

@@ -18,7 +18,7 @@ import numpy as np
 from corpus.folding import fold
 from corpus.records import Chunk, Document
 from index.embedder import Embedder
-from index.store import Snapshot
+from index.segments import Snapshot
 from qa.fusion import fuse, top_positions
 from qa.query import QueryError, QueryPlan
 
@@ -98,8 +98,7 @@ class Retriever:
             return
         self.embed([plan])
         for hit in lacking:
-            rows = np.asarray(self.snapshot.unit_rows(hit.position))
-            hit.sentence_dense = self.snapshot.dense.scores(plan.vector, rows).tolist()
+            hit.sentence_dense = self.snapshot.unit_scores(plan.vector, np.array([hit.position]))[0].tolist()
             hit.dense = max(hit.sentence_dense)
 
     def search(
@@ -116,7 +115,7 @@ class Retriever:
             self.embed([plan])
         snapshot = self.snapshot
         allowed = self._allowed(doc_ids)
-        if not snapshot.chunks or (allowed is not None and not allowed.any()):
+        if not len(snapshot.chunks) or (allowed is not None and not allowed.any()):
             return []
         width = max(self.fusion.candidates, k)
 
@@ -124,7 +123,7 @@ class Retriever:
         lexical_all = None
         lexical_pool = np.zeros(0, dtype=np.int64)
         if mode != "dense":
-            lexical_all = snapshot.lexical.scores(plan.tokens)
+            lexical_all = snapshot.lexical_scores(plan.tokens)
             if allowed is not None:
                 lexical_all = np.where(allowed, lexical_all, 0.0)
             lexical_pool = top_positions(lexical_all, width, positive=True)
@@ -138,8 +137,7 @@ class Retriever:
         unit_scores = chunk_dense = None
         if mode != "lexical" and len(pool):
             # Exact cosines of every sentence of every candidate (lexical ones included).
-            rows, offsets = snapshot.units_of(pool)
-            unit_scores = snapshot.dense.scores(plan.vector, rows)
+            unit_scores, offsets = snapshot.unit_scores(plan.vector, pool)
             chunk_dense = np.maximum.reduceat(unit_scores, offsets)
         plan.timings_ms["dense"] = _ms_since(started)
 
@@ -150,9 +148,10 @@ class Retriever:
         fused = fuse(method, plan.dense_weight or 0.0, chunk_dense, lexical)
         best = np.argsort(-fused, kind="stable")[:k]
         hits = []
+        best_chunks = snapshot.chunks_at(pool[best])
         for rank, j in enumerate(best, 1):
             position = int(pool[j])
-            chunk = snapshot.chunks[position]
+            chunk = best_chunks[rank - 1]
             sentences = None
             if unit_scores is not None:
                 start = int(offsets[j])
@@ -181,16 +180,13 @@ class Retriever:
         snapshot = self.snapshot
         if allowed is not None:
             return np.flatnonzero(allowed)
-        _, rows = snapshot.dense.search(vector, width * UNITS_PER_CANDIDATE)
-        chunks = snapshot.unit_chunk[rows]
-        _, first = np.unique(chunks, return_index=True)
-        return chunks[np.sort(first)][:width]
+        return snapshot.dense_candidates(vector, width, UNITS_PER_CANDIDATE)
 
     def _allowed(self, doc_ids: set[str] | None) -> np.ndarray | None:
         """Mask of the chunks a search may return, or None for all of them."""
         if not doc_ids:
             return None
-        return np.array([c.doc_id in doc_ids for c in self.snapshot.chunks], dtype=bool)
+        return self.snapshot.doc_mask(doc_ids)
 
 
 def _ms_since(started: float) -> float:

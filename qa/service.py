@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +25,10 @@ from corpus.records import Document
 from index.embedder import Embedder, load_embedder
 from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
+from index.migrate import migrate
 from index.pagestore import PageLayouts, read_original
-from index.store import KnowledgeBaseStore, Snapshot, check_compatible
+from index.segments import SegmentStore, Snapshot
+from index.store import check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
 from qa.retrieve import FusionSettings, Retriever, SearchHit
@@ -81,7 +82,7 @@ class Wendao:
         model_display: BuildDisplay | None = None,
     ):
         self.kb_dir = Path(kb_dir) if kb_dir else default_kb_dir()
-        self.store = KnowledgeBaseStore(self.kb_dir)
+        self.store = SegmentStore(self.kb_dir)
         self._model_name = model
         self._allow_network = allow_network
         self.chunking = chunking or ChunkSettings()
@@ -132,7 +133,8 @@ class Wendao:
         """The current generation, reloaded when a writer has swapped in a new one."""
         self.ensure_built()
         with self._lock:
-            current = self.store.current_generation().name
+            migrate(self.store)  # a knowledge base of the old format is converted once, in place
+            current = self.store.generation()
             if self._snapshot is None or self._snapshot.generation != current:
                 snapshot = self.store.load()
                 self._check_compatible(snapshot)
@@ -189,7 +191,7 @@ class Wendao:
     def documents(self) -> list[DocumentRow]:
         """Every document in stored order, with its passage count."""
         snapshot = self.snapshot()
-        counts = Counter(chunk.doc_id for chunk in snapshot.chunks)
+        counts = snapshot.records.chunk_counts()
         return [DocumentRow(document, counts[doc_id]) for doc_id, document in snapshot.documents.items()]
 
     def document(self, doc_id: str) -> Document | None:
@@ -239,8 +241,8 @@ class Wendao:
         if document is None or not document.pages:
             return None
         with self._lock:
-            if self._layouts is None or self._layouts.folder.name != snapshot.generation:
-                self._layouts = PageLayouts(self.kb_dir / snapshot.generation)
+            if self._layouts is None or self._layouts.generation != snapshot.generation:
+                self._layouts = PageLayouts(snapshot.generation, snapshot.records.layout_line)
             layouts = self._layouts
         return layouts.get(document)
 
@@ -264,6 +266,11 @@ class Wendao:
 
     def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
+
+    def compact(self) -> int:
+        """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
+        migrate(self.store)
+        return self.store.compact()
 
 
 def _ms(started: float) -> float:

@@ -10,6 +10,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,8 @@ from sample_texts import GREENING, TYPHOON
 from corpus.chunking import ChunkSettings
 from corpus.errors import Fix
 from index.model import DEFAULT_MODEL, cache_dir
-from index.store import KnowledgeBaseError, KnowledgeBaseStore
+from index.segments import SegmentStore
+from index.store import KnowledgeBaseError
 from qa.service import Wendao
 
 pytestmark = pytest.mark.slow  # the real model encodes (the seed knowledge base, new files)
@@ -37,7 +39,7 @@ Water quality is tested every four hours by the on-site laboratory.
 
 
 def kb_state(kb: Path) -> tuple[str, dict[str, str], list[tuple[str, int, int, str]]]:
-    snapshot = KnowledgeBaseStore(kb).load()
+    snapshot = SegmentStore(kb).load()
     documents = {doc_id: doc.sha256 for doc_id, doc in snapshot.documents.items()}
     return snapshot.generation, documents, [(c.chunk_id, c.start, c.end, c.text) for c in snapshot.chunks]
 
@@ -66,7 +68,7 @@ def test_mixed_batch_ingests_good_files_and_reports_bad_ones(seed_kb_copy: Path,
     other_greening.parent.mkdir()
     other_greening.write_text("另一份同名文件。", encoding="utf-8")
     missing = tmp_path / "missing.md"
-    before_snapshot = KnowledgeBaseStore(seed_kb_copy).load()
+    before_snapshot = SegmentStore(seed_kb_copy).load()
     service = Wendao(kb_dir=seed_kb_copy, embedder=embedder)
 
     report = service.ingest([missing, inbox, water, water, other_greening])
@@ -90,7 +92,7 @@ def test_mixed_batch_ingests_good_files_and_reports_bad_ones(seed_kb_copy: Path,
     assert (report.documents, report.chunks) == (len(snapshot.documents), len(snapshot.chunks))
     # the seed documents' chunks and vectors are carried over untouched
     kept = [i for i, c in enumerate(snapshot.chunks) if c.doc_id in before_snapshot.documents]
-    assert [snapshot.chunks[i] for i in kept] == before_snapshot.chunks
+    assert [snapshot.chunks[i] for i in kept] == list(before_snapshot.chunks)
     kept_rows = [row for i in kept for row in snapshot.unit_rows(i)]
     np.testing.assert_array_equal(snapshot.embeddings[kept_rows], before_snapshot.embeddings)
     hits, _ = service.search("台风防灾演练每学年举行几次", k=1)
@@ -153,16 +155,16 @@ def test_settings_mismatch_names_reindex_and_reindex_fixes_it(embedder, tmp_path
     smaller.reindex()
     generation, documents, chunks = kb_state(kb)
     assert documents == before[1]  # same documents, same content hashes
-    assert KnowledgeBaseStore(kb).read_settings().chunk_size == 60
+    assert SegmentStore(kb).read_settings().chunk_size == 60
     assert len(chunks) > len(before[2])
     hits, _ = smaller.search("How much water does the plant process per day?", k=1)
     assert hits[0].chunk.doc_id == "water.txt"
 
     # an index written by another version (unknown settings field): the same error, the same fix
-    manifest_path = KnowledgeBaseStore(kb).current_generation() / "manifest.json"
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    gen, manifest = SegmentStore(kb).head()
     manifest["settings"]["future_setting"] = 1
-    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    with sqlite3.connect(kb / "records.db") as db:
+        db.execute("UPDATE commits SET manifest = ? WHERE gen = ?", (json.dumps(manifest), gen))
     with pytest.raises(KnowledgeBaseError, match=r"index format is not this version's") as caught:
         smaller.ingest(files)
     assert caught.value.fix == Fix("reindex", str(kb))
@@ -213,7 +215,7 @@ def test_cli_ingest_docs_remove_model_mismatch_and_reindex(embedder, tmp_path: P
 
     rebuilt = cli("reindex", "--kb", str(kb), "--model", folder)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert KnowledgeBaseStore(kb).read_settings().model == folder
+    assert SegmentStore(kb).read_settings().model == folder
     assert kb_state(kb)[1:] == (documents, chunks)  # same documents and chunks, new vectors
 
 
@@ -225,15 +227,15 @@ def test_knowledge_base_path_problems_are_clear_errors(embedder, tmp_path: Path)
     with pytest.raises(KnowledgeBaseError, match=f"^{not_a_folder}: is a file, not a knowledge-base folder$"):
         Wendao(kb_dir=not_a_folder, embedder=embedder).ingest([document])
 
-    store = KnowledgeBaseStore(tmp_path / "kb")
+    store = SegmentStore(tmp_path / "kb")
     with store.lock():
         held = subprocess.run(
-            [sys.executable, "-c", f"from index.store import KnowledgeBaseStore\nwith KnowledgeBaseStore({str(store.root)!r}).lock(timeout=0.5): pass"],
+            [sys.executable, "-c", f"from index.segments import SegmentStore\nwith SegmentStore({str(store.root)!r}).lock(timeout=0.5): pass"],
             capture_output=True, text=True, timeout=120,
         )
     assert held.returncode == 1
     assert "another wendao process has been writing this knowledge base for 0.5 s" in held.stderr
-    with pytest.raises(KnowledgeBaseError) as caught, store.lock(), KnowledgeBaseStore(store.root).lock(timeout=0.1):
+    with pytest.raises(KnowledgeBaseError) as caught, store.lock(), SegmentStore(store.root).lock(timeout=0.1):
         pass  # flock is per open file: a second handle in this process waits like another process
     assert caught.value.fix == Fix("retry_later")
 
@@ -244,29 +246,36 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     from corpus.records import Chunk, Document
-    from index.store import IndexSettings, KnowledgeBaseStore
+    from index.segments import FORMAT_VERSION, SegmentStore
+    from index.store import IndexSettings
+    from index.termids import text_ids
 
-    store = KnowledgeBaseStore(Path(sys.argv[1]))
-    settings = IndexSettings("m", 16, "f", "t", 300, 0, "c", "e")
+    store = SegmentStore(Path(sys.argv[1]))
+    settings = IndexSettings("m", 16, "f", "t", 300, 0, "c", "e", FORMAT_VERSION)
     rng = np.random.default_rng(int(sys.argv[2]))
     print("ready", flush=True)
-    while True:  # write generations back to back until killed
+    while True:  # commit batches back to back until killed: new documents, replacements, removals
         count = int(rng.integers(1, 8))
-        documents = {f"d{i}": Document(f"d{i}", "s", "t", "数据安全" * 100, "x", "txt") for i in range(count)}
+        ids = [f"d{int(i)}" for i in rng.integers(0, 12, size=count)]
+        documents = [Document(d, "s", "t", "数据安全" * 100, "x", "txt") for d in dict.fromkeys(ids)]
         chunks = [
-            Chunk(f"d{i}#{j}", f"d{i}", 4 * j, 4 * j + 4, "数据安全", sentences=[(4 * j, 4 * j + 4)])
-            for i in range(count)
+            Chunk(f"{d.doc_id}#{j}", d.doc_id, 4 * j, 4 * j + 4, "数据安全", sentences=[(4 * j, 4 * j + 4)])
+            for d in documents
             for j in range(100)
         ]
         vectors = rng.random((len(chunks), 16), dtype=np.float32)
         with store.lock():
-            store.write(settings, documents, chunks, vectors, [["数据", "安全", str(j)] for j in range(len(chunks))])
+            writer = store.writer(settings)
+            remove = [f"d{int(rng.integers(12, 14))}"] if rng.random() < 0.3 else []
+            writer.add(documents, chunks, vectors, [text_ids(c.text) for c in chunks], remove=remove)
+            writer.maybe_merge()
+            writer.close()
     """
 )
 
 
 def test_store_survives_sigkill_at_any_point_of_a_write(tmp_path: Path):
-    """SIGKILL a process writing generations back to back: every time, the store loads whole."""
+    """SIGKILL a process committing back to back: every time, the store loads whole."""
     kb = tmp_path / "kb"
     interrupted_writes = 0
     rng = random.Random(5)
@@ -276,15 +285,16 @@ def test_store_survives_sigkill_at_any_point_of_a_write(tmp_path: Path):
         time.sleep(rng.uniform(0.5, 1.5))
         writer.send_signal(signal.SIGKILL)
         assert writer.wait(timeout=30) == -signal.SIGKILL
-        interrupted_writes += any(p.name.startswith(".staging-") for p in kb.iterdir())
-        snapshot = KnowledgeBaseStore(kb).load()
-        assert len(snapshot.chunks) == 100 * len(snapshot.documents) == len(snapshot.embeddings) == snapshot.dense.size
+        interrupted_writes += (kb / "segments").is_dir() and any(p.name.startswith(".tmp-") for p in (kb / "segments").iterdir())
+        if not SegmentStore(kb).head():
+            continue
+        snapshot = SegmentStore(kb).load()
+        assert len(snapshot.chunks) == 100 * len(snapshot.documents) == len(snapshot.embeddings)
         assert {c.doc_id for c in snapshot.chunks} == set(snapshot.documents)
+        assert len({c.chunk_id for c in snapshot.chunks}) == len(snapshot.chunks)  # no document twice
     assert interrupted_writes >= 1, "no kill landed inside a write; the test proved nothing"
 
-    store = KnowledgeBaseStore(kb)
-    previous = store.current_generation().name
-    snapshot = store.load()
-    with store.lock(timeout=5):  # the killed writers' lock is free
-        name = store.write(snapshot.settings, snapshot.documents, snapshot.chunks, snapshot.embeddings, [["数据"]] * len(snapshot.chunks))
-    assert sorted(p.name for p in kb.iterdir()) == sorted({name, previous, "CURRENT", "write.lock"})
+    store = SegmentStore(kb)
+    with store.lock(timeout=5):  # the killed writers' lock is free, and their leftovers are swept
+        pass
+    assert {p.name for p in (kb / "segments").iterdir()} == store.kept_segments()

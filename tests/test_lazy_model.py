@@ -22,7 +22,7 @@ from rich.console import Console
 
 from corpus.pipeline import seed_paths
 from index.model import CACHE_ENV, DEFAULT_MODEL
-from index.store import KnowledgeBaseStore
+from index.segments import SegmentStore
 from ui.cli.model import FIRST_USE_NOTE, build_display
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,11 +67,11 @@ def probe(*args: str) -> tuple[dict, subprocess.CompletedProcess]:
 
 
 def test_remove_of_an_unknown_document_never_loads_the_model(seed_kb_copy: Path):
-    before = KnowledgeBaseStore(seed_kb_copy).current_generation().name
+    before = SegmentStore(seed_kb_copy).generation()
     result, run = probe("remove", "NOSUCH.txt", "--kb", str(seed_kb_copy))
     assert result == {"status": 2, "attempted": [], "loaded": []}, run.stderr
     assert "no such document" in run.stderr and "NOSUCH.txt" in run.stderr and "Traceback" not in run.stderr
-    assert KnowledgeBaseStore(seed_kb_copy).current_generation().name == before
+    assert SegmentStore(seed_kb_copy).generation() == before
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_writes_that_embed_nothing_never_load_the_model(seed_kb_copy: Path):
 
     removed, run = probe("remove", "004_62d3cd685e80b562.txt", "--kb", str(seed_kb_copy))
     assert removed == {"status": 0, "attempted": [], "loaded": []}, run.stderr
-    snapshot = KnowledgeBaseStore(seed_kb_copy).load()
+    snapshot = SegmentStore(seed_kb_copy).load()
     assert "004_62d3cd685e80b562.txt" not in snapshot.documents and len(snapshot.documents) == 4
     assert len(snapshot.embeddings) == sum(len(c.sentences) for c in snapshot.chunks)  # vectors carried over
 

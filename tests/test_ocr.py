@@ -162,7 +162,7 @@ def test_knowledge_base_keeps_each_original_once_and_boxes_per_generation(ocr_kb
     snapshot = service.snapshot()
     originals = sorted(p.name for p in (service.kb_dir / "originals").iterdir())
     assert originals == sorted({d.sha256 for d in snapshot.documents.values()})
-    assert (service.kb_dir / snapshot.generation / "pages.jsonl").is_file()
+    assert snapshot.records.layout_line("mixed.pdf")  # committed with the document's record
     for doc_id in ("scanned.pdf", "mixed.pdf"):
         assert service.original(doc_id)[:5] == b"%PDF-"
     assert page_of(service.page_layout("scanned.pdf"), 0).number == 1

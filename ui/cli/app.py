@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -52,7 +52,7 @@ def _progress_bar(enabled: bool = True):
     if not enabled:
         yield None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=errors, transient=True) as bar:
         tasks: dict[str, int] = {}
         def update(stage: str, done: int, total: int) -> None:
@@ -140,6 +140,14 @@ def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, a
         service.ensure_built()
         report = service.reindex(progress)
     _print_report(report)
+
+
+@app.command()
+def compact(kb: Optional[Path] = KbOption) -> None:
+    """Merge the knowledge base's segments and drop removed documents' chunks for good."""
+    with friendly_errors():
+        merges = _service(kb, None).compact()
+    print(f"{merges} merge(s)")
 
 
 @app.command()
