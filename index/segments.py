@@ -97,6 +97,7 @@ def write_segment(root: Path, data: SegmentData, settings: IndexSettings) -> str
         fsync_dir(folder_root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(folder_root / name, ignore_errors=True)  # renamed, but not durably
         raise
     return name
 
