@@ -181,6 +181,7 @@ def add_document(root: Path) -> dict:
 def measure(root: Path, queries: int) -> dict:
     """Open, then ask: run in a fresh process so RSS is this knowledge base's alone."""
     from corpus.folding import fold  # noqa: F401  (imported before timing: not part of opening)
+    from qa.query import plan_query
     from qa.retrieve import Retriever
 
     def status(field: str) -> float:
@@ -208,13 +209,13 @@ def measure(root: Path, queries: int) -> dict:
         v = v + rng.standard_normal(DIM).astype(np.float32) * (0.6 / np.sqrt(DIM))
         vectors.append(v / np.linalg.norm(v))
     started = time.perf_counter()  # the first question also reads the segments' ANN indexes
-    first = retriever.plan(questions[-1], need_vector=False)
+    first = plan_query(questions[-1])
     first.vector = vectors[0]
     retriever.search(first, mode="hybrid", k=10)
     first_ms = (time.perf_counter() - started) * 1000
     times, stages = [], {"lexical": [], "dense": [], "fusion": []}
     for number in range(queries):
-        plan = retriever.plan(questions[number % len(questions)], need_vector=False)
+        plan = plan_query(questions[number % len(questions)])
         plan.vector = vectors[number]
         started = time.perf_counter()
         retriever.search(plan, mode="hybrid", k=10)
@@ -284,7 +285,8 @@ def main() -> None:
     from index.ingest import index_settings
     from corpus.chunking import ChunkSettings
 
-    settings = index_settings(load_embedder(), ChunkSettings())
+    embedder = load_embedder()
+    settings = index_settings(embedder.name, embedder.dimension, ChunkSettings())
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         root = args.workdir / f"kb-{size}"

@@ -27,7 +27,7 @@ from corpus.progress import ProgressCallback
 from corpus.records import Chunk
 from index.embedder import Embedder
 from index.model import DEFAULT_MODEL
-from index.store import FORMAT_VERSION
+from index.segments import FORMAT_VERSION
 from qa.jsonl import DataFileError
 from qa.query import plan_query
 from qa.service import Wendao
