@@ -153,7 +153,7 @@ def evaluate(
     progress: ProgressCallback | None = None,
 ) -> EvalReport:
     retriever = service.retriever()
-    chunks = retriever.snapshot.chunks
+    chunks = list(retriever.snapshot.chunks)  # read once from the records
     folded_chunks = [c.folded for c in chunks]
     plans = [plan_query(q.question) for q in queries]
     if any(m != "lexical" for m in modes):
