@@ -233,7 +233,7 @@ def test_zipped_beir_folder_is_indexed_and_evaluated(seed_service, tmp_path, mon
     assert list(metrics.columns) == ["指标", "关键词", "向量"]
     row = metrics.set_index("指标").loc["recall@3"]
     assert row["关键词"] == 1.0 and row["向量"] == 1.0
-    assert len(list((tmp_path / "cache").rglob("CURRENT"))) == 1  # its own index, not the library's
+    assert len(list((tmp_path / "cache").rglob("records.db"))) == 1  # its own index, not the library's
     assert "d1" not in seed_service.snapshot().documents
 
 
