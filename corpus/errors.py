@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FixAction = Literal["reindex", "ingest", "list_documents", "raise_size_limit", "build_model", "retry_later"]
+FixAction = Literal[
+    "reindex", "ingest", "list_documents", "raise_size_limit", "raise_page_limit", "raise_ocr_timeout", "build_model", "retry_later"
+]
 
 
 @dataclass(frozen=True)

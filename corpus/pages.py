@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from corpus.errors import IngestError
+from corpus.errors import Fix, IngestError
 from corpus.layout import Box, Line, PagedText, join_pages, page_from_lines
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -71,9 +71,7 @@ def _timeout(options: PageOptions) -> float:
 
 def _check_page_count(count: int, options: PageOptions, source: str) -> None:
     if count > options.max_pages:
-        raise IngestError(
-            source, f"{count} pages is over the {options.max_pages}-page limit (raise it with `wendao ingest --max-pages N`)"
-        )
+        raise IngestError(source, f"{count} pages is over the {options.max_pages}-page limit", Fix("raise_page_limit"))
 
 
 # -- OCR of one page image ------------------------------------------------------------------------
@@ -92,8 +90,8 @@ def ocr_lines(image, scale: float, options: PageOptions, source: str, number: in
         limit = _timeout(options)
         raise IngestError(
             source,
-            f"page {number}: OCR stopped after {time.monotonic() - started:.0f} s, over the {limit:g} s per-page limit "
-            "(raise it with `wendao ingest --ocr-timeout N`)",
+            f"page {number}: OCR stopped after {time.monotonic() - started:.0f} s, over the {limit:g} s per-page limit",
+            Fix("raise_ocr_timeout"),
         ) from None
     except OcrFailure as exc:
         raise IngestError(source, f"page {number}: {exc}") from None

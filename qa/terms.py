@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from corpus.folding import fold
 
 # Interrogatives, function words and fillers of questions (folded, i.e. Simplified).
 STOPWORDS = frozenset(
@@ -65,11 +64,12 @@ class QueryTerms:
 
 
 @lru_cache(maxsize=4096)
-def query_terms(question: str) -> QueryTerms:
-    """Content words of ``question`` (segmented after folding, so 職業 and 职业 are one word)."""
+def query_terms(folded_question: str) -> QueryTerms:
+    """Content words of a folded question (``QueryPlan.terms``): segmented after folding, so
+    職業 and 职业 are one word."""
     dictionary = _dictionary()
     weights: dict[str, float] = {}
-    for word in dictionary.cut(fold(question), HMM=True):
+    for word in dictionary.cut(folded_question, HMM=True):
         word = word.strip()
         if word and word not in STOPWORDS and _WORD.search(word):
             weights[word] = word_weight(word)

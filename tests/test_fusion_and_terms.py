@@ -7,7 +7,8 @@ import pytest
 from corpus.sentences import sentence_spans
 from qa.fusion import fuse, top_positions
 from qa.retrieve import FusionSettings
-from qa.terms import STOPWORDS, query_terms
+from qa.query import plan_query
+from qa.terms import STOPWORDS
 
 
 def test_top_positions_are_the_largest_and_lexical_candidates_need_a_match():
@@ -49,16 +50,16 @@ def test_dense_weight_grows_for_short_keyword_queries():
 
 
 def test_question_words_carry_no_weight_and_rare_words_weigh_more():
-    terms = query_terms("崇州市职教中心双师型教师占比是多少？")
+    terms = plan_query("崇州市职教中心双师型教师占比是多少？").terms
     assert not set(terms.weights) & STOPWORDS
     assert "多少" not in terms.weights and "是" not in terms.weights
     assert terms.weights["崇州市"] > terms.weights["教师"]
 
 
 def test_coverage_folds_traditional_and_counts_missing_rare_words_against():
-    terms = query_terms("衢州職業教育改革實施方案")  # segmented after folding to Simplified
+    terms = plan_query("衢州職業教育改革實施方案").terms  # segmented after folding to Simplified
     assert terms.coverage("衢州职业教育改革实施方案") == pytest.approx(1.0)
-    off_topic = query_terms("红烧肉怎么做才好吃")
+    off_topic = plan_query("红烧肉怎么做才好吃").terms
     assert off_topic.coverage("红烧的做法很多，好吃的菜") < 0.6  # 红烧肉, the rare word, is missing
     assert off_topic.coverage("红烧肉的做法很多，好吃的菜") == pytest.approx(1.0)
 

