@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock, Timeout
 
 from corpus.errors import Fix
 from corpus.records import Chunk, Document
@@ -51,7 +50,7 @@ from index.durable import fsync_dir, fsync_file, storage_full
 from index.lexical_segments import LiveSegment, Postings, SegmentedBM25
 from index.pagestore import prune_originals
 from index.records_db import Records
-from index.store import POINTER, IndexSettings, KnowledgeBaseError
+from index.store import POINTER, IndexSettings, KnowledgeBaseError, writer_lock
 from index.termids import token_ids
 from index.vectors import IVF_RERANK, SegmentVectors, codec_name
 
@@ -449,28 +448,12 @@ class SegmentStore:
     def lock(self, timeout: float = 600) -> Iterator[None]:
         """Hold the writers' lock; what a killed writer left is swept as soon as it is held,
         and what the holder's merges replaced before it is let go."""
-        if self.root.exists() and not self.root.is_dir():
-            raise KnowledgeBaseError(f"{self.root}: is a file, not a knowledge-base folder")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KnowledgeBaseError(f"{self.root}: cannot be used as a knowledge-base folder ({exc.strerror or exc})") from exc
-        lock = FileLock(str(self.root / "write.lock"))
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout:
-            raise KnowledgeBaseError(
-                f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s",
-                Fix("retry_later"),
-            ) from None
-        try:
+        with writer_lock(self.root, timeout):
             if self.head() is not None:
                 self.sweep()
             yield
             if self.head() is not None:  # what merges replaced, while still holding the lock
                 self.sweep()
-        finally:
-            lock.release()
 
     def compact(self) -> int:
         """Merge the segments (``MAX_SEGMENT_CHUNKS`` at most each) and drop tombstoned chunks

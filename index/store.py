@@ -104,6 +104,29 @@ def check_compatible(stored: IndexSettings, wanted: IndexSettings, root: Path) -
         raise KnowledgeBaseError(f"{root} was built with other settings ({'; '.join(differences)})", Fix("reindex", str(root)))
 
 
+@contextmanager
+def writer_lock(root: Path, timeout: float = 600) -> Iterator[None]:
+    """The one writer of a knowledge-base folder (created if missing). It is an flock, so a
+    killed writer never leaves it stale; a wait past ``timeout`` is a clear error."""
+    if root.exists() and not root.is_dir():
+        raise KnowledgeBaseError(f"{root}: is a file, not a knowledge-base folder")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KnowledgeBaseError(f"{root}: cannot be used as a knowledge-base folder ({exc.strerror or exc})") from exc
+    lock = FileLock(str(root / "write.lock"))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise KnowledgeBaseError(
+            f"{root}: another wendao process has been writing this knowledge base for {timeout:g} s", Fix("retry_later")
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 class KnowledgeBaseStore:
     """A knowledge-base folder. Reads are lock-free; writes take ``write.lock``."""
 
@@ -166,26 +189,10 @@ class KnowledgeBaseStore:
     # -- writing ---------------------------------------------------------------------------
     @contextmanager
     def lock(self, timeout: float = 600) -> Iterator[None]:
-        """Hold the writers' lock. It is an flock, so a killed writer never leaves it stale."""
-        if self.root.exists() and not self.root.is_dir():
-            raise KnowledgeBaseError(f"{self.root}: is a file, not a knowledge-base folder")
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise KnowledgeBaseError(f"{self.root}: cannot be used as a knowledge-base folder ({exc.strerror or exc})") from exc
-        lock = FileLock(str(self.root / "write.lock"))
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout:
-            raise KnowledgeBaseError(
-                f"{self.root}: another wendao process has been writing this knowledge base for {timeout:g} s",
-                Fix("retry_later"),
-            ) from None
-        try:
+        """Hold the writers' lock; what a killed writer left is swept first."""
+        with writer_lock(self.root, timeout):
             self._sweep()
             yield
-        finally:
-            lock.release()
 
     def write(
         self,
