@@ -28,7 +28,8 @@ from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
 from index.pagestore import _lines_by_doc, layout_line, save_original
-from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
+from index.backend import Catalog, Store, Writer
+from index.segments import FORMAT_VERSION
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
 from index.termids import text_ids
 
@@ -138,7 +139,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: SegmentStore,
+        store: Store,
         embedder: Embedder | Callable[[], Embedder],
         chunking: ChunkSettings | None = None,
         model: str | None = None,
@@ -242,7 +243,7 @@ class Ingestor:
             missing = [d for d in doc_ids if not snapshot or d not in snapshot.documents]
             if missing:
                 raise KnowledgeBaseError(
-                    f"no such document in {self.store.root}: {', '.join(missing)}", Fix("list_documents", str(self.store.root))
+                    f"no such document in {self.store.location}: {', '.join(missing)}", Fix("list_documents", self.store.location)
                 )
             settings = self.store.read_settings()  # removing needs no model
             writer = self.store.writer(settings)
@@ -307,7 +308,7 @@ class Ingestor:
         return self.store.catalog()
 
     def _check(self, stored: IndexSettings, wanted: IndexSettings) -> None:
-        check_compatible(stored, wanted, self.store.root)
+        check_compatible(stored, wanted, self.store.location)
 
     def _settings_to_write(self, stored: IndexSettings | None, embedding: bool, progress: ProgressCallback | None) -> IndexSettings:
         """The stored settings when nothing is embedded into an existing knowledge base (no

@@ -30,7 +30,10 @@ app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every
 app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
 console = Console()
 
-KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (default: $WENDAO_KB or the user data folder).")
+KbOption = typer.Option(
+    None, "--kb",
+    help="Knowledge base: a folder, milvus://HOST:PORT/COLLECTION or milvus-lite:PATH.db (default: $WENDAO_KB or the user data folder).",
+)
 ModelOption = typer.Option(None, "--model", help="sentence-transformers model name or folder (default: the knowledge base's, else multilingual-e5-small).")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of text.")
 NetworkOption = typer.Option(
@@ -40,7 +43,7 @@ NetworkOption = typer.Option(
 QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
 
 
-def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False) -> Wendao:
+def _service(kb: Optional[str], model: Optional[str], allow_network: bool = False) -> Wendao:
     # A model build on first use shows what `wendao model build` shows, on the same console as
     # the ingest bar (rich nests the two).
     return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=build_display(errors, FIRST_USE_NOTE))
@@ -104,7 +107,7 @@ def _each_query(path: Path, run: Callable[[str], dict], key: str) -> None:
 def ingest(
     # readable=False: an unreadable file is reported by the ingest like any failure, not a usage error
     paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx, images .png .jpg .tif .bmp .webp)."),
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
@@ -126,14 +129,14 @@ def ingest(
 
 
 @app.command()
-def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[Path] = KbOption) -> None:
+def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[str] = KbOption) -> None:
     """Delete documents and their chunks from the knowledge base."""
     with friendly_errors():
         _print_report(_service(kb, None).remove(doc_ids))
 
 
 @app.command()
-def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
+def reindex(kb: Optional[str] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         service = _service(kb, model, allow_network)
@@ -143,7 +146,7 @@ def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, a
 
 
 @app.command()
-def compact(kb: Optional[Path] = KbOption) -> None:
+def compact(kb: Optional[str] = KbOption) -> None:
     """Merge the knowledge base's segments and drop removed documents' chunks for good."""
     with friendly_errors():
         merges = _service(kb, None).compact()
@@ -151,7 +154,7 @@ def compact(kb: Optional[Path] = KbOption) -> None:
 
 
 @app.command()
-def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
+def docs(kb: Optional[str] = KbOption, as_json: bool = JsonOption) -> None:
     """List the documents in the knowledge base."""
     with friendly_errors():
         documents = _service(kb, None).documents()
@@ -180,7 +183,7 @@ def search(
     doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only search these document ids."),
     as_json: bool = JsonOption,
     queries: Optional[Path] = QueriesOption,
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
 ) -> None:
@@ -215,7 +218,7 @@ def ask(
     question: Optional[str] = typer.Argument(None, help="A question in Chinese (Simplified or Traditional)."),
     as_json: bool = JsonOption,
     queries: Optional[Path] = QueriesOption,
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
 ) -> None:
@@ -247,7 +250,7 @@ def ask(
 @app.command("eval")
 def evaluate(
     queries: Path = typer.Argument(..., help="JSONL with answers or relevant doc ids, or a BEIR folder."),
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     modes: str = typer.Option("lexical,dense,hybrid", "--modes", help="Comma-separated retrieval modes."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
     as_json: bool = JsonOption,
@@ -270,7 +273,7 @@ def evaluate(
 
 @app.command()
 def serve(
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(7860, "--port"),
     model: Optional[str] = ModelOption,
