@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +36,10 @@ from pathlib import Path
 
 import numpy as np
 from platformdirs import user_data_dir
+
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # gRPC's keep-alive notices are not the user's business either
+# milvus-lite 2.5 imports pkg_resources (hence setuptools < 81 in the extra), which warns on import
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 from pymilvus.exceptions import MilvusException
 
@@ -56,6 +61,7 @@ ID_CHARS = 4_096
 IN_BATCH = 512  # ids per `in [...]` filter
 MAX_WINDOW = 16_384  # Milvus' limit on one search's or query's results
 UNITS_PER_CANDIDATE = 4
+UNIT_BATCH = 256  # chunks whose units one query reads
 HNSW = {"M": 32, "efConstruction": 80}  # a server's unit index (Milvus Lite searches exactly)
 HNSW_MIN_EF = 128
 TIMEOUT_ENV = "WENDAO_MILVUS_TIMEOUT"
@@ -118,17 +124,21 @@ class MilvusStore:
                 target.lite.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise KnowledgeBaseError(f"{target}: cannot create {target.lite.parent} ({exc.strerror or exc})") from None
+            path = str(target.lite)
+            # Before this process opens the file (after, testing the lock would release its own):
+            # pymilvus only says "Open local milvus failed" when another process holds it.
+            if path not in _OPENED and _locked_elsewhere(target.lite):
+                raise KnowledgeBaseError(
+                    f"{target}: Milvus Lite lets one process open {target.lite} at a time and another process "
+                    "has it open (a `wendao serve`?); stop it, or put the knowledge base on a Milvus server "
+                    "(milvus://HOST:19530/COLLECTION)"
+                )
             try:
-                return MilvusClient(str(target.lite))
-            except Exception as exc:  # pymilvus says only "Open local milvus failed"
-                if _locked_elsewhere(target.lite):
-                    raise KnowledgeBaseError(
-                        f"{target}: Milvus Lite lets one process open {target.lite} at a time and another process "
-                        "has it open (a `wendao serve`?); stop it, or put the knowledge base on a Milvus server "
-                        "(milvus://HOST:19530/COLLECTION)",
-                        Fix("retry_later"),
-                    ) from None
+                client = MilvusClient(path)
+            except Exception as exc:
                 raise KnowledgeBaseError(f"{target}: Milvus Lite cannot open {target.lite} ({_reason(exc)})") from None
+            _OPENED.add(path)
+            return client
         timeout = float(os.environ.get(TIMEOUT_ENV) or 10)
         try:
             return MilvusClient(uri=target.uri, timeout=timeout)
@@ -313,6 +323,9 @@ class MilvusStore:
         return sum(p.stat().st_size for p in files if p.is_file())
 
 
+_OPENED: set[str] = set()  # Milvus Lite files this process has opened (its server holds their lock)
+
+
 def _locked_elsewhere(db: Path) -> bool:
     """Whether another process holds Milvus Lite's lock on this file (its lock file, as it takes it)."""
     lock = db.parent / f".{db.name}.lock"
@@ -480,8 +493,13 @@ class MilvusView:
         """The sentence vectors of those chunks, concatenated in chunk order, and their counts."""
         ids = [int(i) for i in ids]
         rows: dict[int, list[tuple[int, list[float]]]] = {}
-        for batch in iter_batches(ids, IN_BATCH):
-            for row in self.store._scan(self.store.units_name, _in("chunk_key", batch), ["chunk_key", "seq", "vector"]):
+        fields = ["chunk_key", "seq", "vector"]
+        for batch in iter_batches(ids, UNIT_BATCH):
+            with self.store._errors("searching"):
+                found = self.client.query(self.store.units_name, filter=_in("chunk_key", batch), output_fields=fields, limit=MAX_WINDOW)
+            if len(found) >= MAX_WINDOW:  # a result window's worth: read them all
+                found = list(self.store._scan(self.store.units_name, _in("chunk_key", batch), fields))
+            for row in found:
                 rows.setdefault(int(row["chunk_key"]), []).append((int(row["seq"]), row["vector"]))
         counts = np.array([len(rows.get(i, ())) for i in ids], dtype=np.int64)
         vectors = [v for i in ids for _, v in sorted(rows.get(i, ()), key=lambda r: r[0])]

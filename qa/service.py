@@ -20,6 +20,7 @@ from corpus.pipeline import seed_paths
 from corpus.progress import ProgressCallback
 from corpus.records import Document
 from index.backend import KbLocation, MilvusTarget, SearchView, kb_location, open_store
+from index.copy import copy_knowledge_base
 from index.embedder import Embedder, load_embedder
 from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
@@ -260,6 +261,12 @@ class Wendao:
 
     def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
+
+    def copy_to(self, target: str | Path, progress: ProgressCallback | None = None) -> tuple[int, int]:
+        """Copy this knowledge base into a new one at ``target`` (another folder, Milvus, Milvus
+        Lite) without re-embedding; returns (documents, chunks) copied."""
+        migrate(self.store)
+        return copy_knowledge_base(self.store, open_store(kb_location(target)), progress)
 
     def compact(self) -> int:
         """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""

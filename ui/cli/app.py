@@ -154,6 +154,17 @@ def compact(kb: Optional[str] = KbOption) -> None:
 
 
 @app.command()
+def copy(
+    target: str = typer.Argument(..., help="The new knowledge base: a folder, milvus://HOST:PORT/COLLECTION or milvus-lite:PATH.db."),
+    kb: Optional[str] = KbOption,
+) -> None:
+    """Copy the knowledge base (--kb) into a new one, e.g. from its folder into Milvus, without re-embedding."""
+    with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        documents, chunks = _service(kb, None).copy_to(target, progress)
+    print(f"copied {documents} documents, {chunks} chunks to {target}")
+
+
+@app.command()
 def docs(kb: Optional[str] = KbOption, as_json: bool = JsonOption) -> None:
     """List the documents in the knowledge base."""
     with friendly_errors():
