@@ -123,6 +123,11 @@ def test_ingest_unchanged_replace_remove(backend: str, embedder, tmp_path: Path)
     assert any("五千万元" in t for t in texts) and not any("三千万元" in t for t in texts)
     assert updated.chunks == added.chunks  # the old version's chunks are gone
 
+    rebuilt = service.reindex()
+    assert [(r.status, r.doc_id) for r in rebuilt.results] == [("updated", "greening.txt")]
+    assert (rebuilt.documents, rebuilt.chunks) == (1, added.chunks)
+    assert "五千万元" in service.search("绿地养护资金每年多少", k=1)[0][0].chunk.text
+
     removed = service.remove(["greening.txt"])
     assert (removed.documents, removed.chunks) == (0, 0)
     assert service.search("绿地养护资金每年多少", k=3)[0] == []
