@@ -67,9 +67,12 @@ def main() -> None:
 # -- both backends --------------------------------------------------------------------------
 def milvus_copy(local):
     """A Milvus Lite copy of a set's local knowledge base, made once (beside it) by ``copy``."""
+    import hashlib
+
     from qa.service import Wendao
 
-    spec = f"milvus-lite:{Path(str(local.kb_dir) + '.milvus-lite.db')}"
+    digest = hashlib.sha1(str(local.kb_dir).encode()).hexdigest()[:12]  # Milvus Lite wants short file names
+    spec = f"milvus-lite:{Path(local.kb_dir).parent / f'milvus-{digest}.db'}"
     service = Wendao(kb_dir=spec, embedder=local._embedder)
     if not service.store.exists():
         (_, chunks), seconds = timed(lambda: local.copy_to(spec))

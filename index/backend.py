@@ -28,6 +28,7 @@ from index.store import IndexSettings, KnowledgeBaseError
 KB_ENV = "WENDAO_KB"
 MILVUS_SCHEME = "milvus://"
 LITE_SCHEME = "milvus-lite:"
+LITE_NAME_CHARS = 36  # milvus-lite refuses longer file names
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def _lite(text: str) -> MilvusTarget:
     path = Path(text[len(LITE_SCHEME) :]).expanduser()
     if path.suffix != ".db" or not path.stem:
         raise KnowledgeBaseError(f"{text}: a Milvus Lite knowledge base is written milvus-lite:PATH.db (a file name ending in .db)")
+    if len(path.name) > LITE_NAME_CHARS:
+        raise KnowledgeBaseError(f"{text}: Milvus Lite takes file names of at most {LITE_NAME_CHARS} characters ({path.name!r} has {len(path.name)})")
     path = path.absolute()
     return MilvusTarget(text, str(path), "wendao", lite=path)
 

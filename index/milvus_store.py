@@ -507,9 +507,31 @@ class MilvusView:
         return matrix, counts
 
     def unit_scores(self, vector: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        matrix, counts = self._units(ids)
-        scores = np.einsum("ij,j->i", matrix, np.asarray(vector, dtype=np.float32).reshape(-1))
-        return scores.astype(np.float32), (np.cumsum(counts) - counts).astype(np.int64)
+        """Milvus computes the cosines: a search restricted to these chunks' units that asks for
+        all of them (exact on Milvus Lite; a server brute-forces so selective a filter). Reading
+        the vectors back instead took 25-50 times longer on Milvus Lite."""
+        ids = [int(i) for i in ids]
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        found: dict[int, list[tuple[int, float]]] = {}
+        params = {"metric_type": "IP"} if self._lite else {"metric_type": "IP", "params": {"ef": MAX_WINDOW}}
+        for batch in iter_batches(ids, UNIT_BATCH):
+            with self.store._errors("searching"):
+                hits = self.client.search(
+                    self.store.units_name, data=[query.tolist()], anns_field="vector", limit=MAX_WINDOW,
+                    filter=_in("chunk_key", batch), output_fields=["chunk_key", "seq"], search_params=params,
+                )[0]
+            if len(hits) >= MAX_WINDOW:  # more units than one search returns: score them here
+                matrix, counts = self._units(batch)
+                scores = np.einsum("ij,j->i", matrix, query)
+                runs = np.split(scores, np.cumsum(counts)[:-1])
+                for key, run in zip(batch, runs):
+                    found[key] = list(enumerate(run.tolist()))
+                continue
+            for hit in hits:
+                found.setdefault(int(hit["entity"]["chunk_key"]), []).append((int(hit["entity"]["seq"]), float(hit["distance"])))
+        counts = np.array([len(found.get(i, ())) for i in ids], dtype=np.int64)
+        scores = [score for i in ids for _, score in sorted(found.get(i, ()))]
+        return np.array(scores, dtype=np.float32), (np.cumsum(counts) - counts).astype(np.int64)
 
     def unit_vectors(self, ids: np.ndarray) -> np.ndarray:
         return self._units(ids)[0]

@@ -169,6 +169,7 @@ def test_cli_on_both_backends_and_wendao_kb(backend: str, seed_kb_dir: Path, tmp
         ("milvus://localhost:19530/", "milvus://HOST:PORT/COLLECTION"),
         ("milvus://localhost:19530/my-kb", "COLLECTION: letters, digits and _"),
         ("milvus-lite:kb.sqlite", "milvus-lite:PATH.db"),
+        ("milvus-lite:a-knowledge-base-with-a-long-file-name.db", "at most 36 characters"),
         ("milvus://127.0.0.1:9/kb", "cannot reach the Milvus server at 127.0.0.1:9"),
     ],
 )
