@@ -21,6 +21,7 @@ out) median / p95 per mode over each set's first ``--latency-queries`` questions
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +75,11 @@ def milvus_copy(local):
     digest = hashlib.sha1(str(local.kb_dir).encode()).hexdigest()[:12]  # Milvus Lite wants short file names
     spec = f"milvus-lite:{Path(local.kb_dir).parent / f'milvus-{digest}.db'}"
     service = Wendao(kb_dir=spec, embedder=local._embedder)
+    if service.store.exists() and service.store.catalog().counts != local.store.catalog().counts:  # an interrupted copy
+        service.store.close()
+        for path in Path(local.kb_dir).parent.glob(f"*milvus-{digest}.db*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        service = Wendao(kb_dir=spec, embedder=local._embedder)
     if not service.store.exists():
         (_, chunks), seconds = timed(lambda: local.copy_to(spec))
         print(f"copied {local.kb_dir} into {spec}: {chunks} chunks in {seconds:.1f} s")
