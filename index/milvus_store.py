@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -420,6 +420,22 @@ class MilvusLexical:
         return np.array([self._known.get(int(i), 0.0) for i in ids], dtype=np.float32)
 
 
+class AllChunks(Sequence):
+    """Every chunk in ingest order; counting reads nothing, the first look reads them all."""
+
+    def __init__(self, view: "MilvusView"):
+        self._view = view
+
+    def __len__(self) -> int:
+        return self._view._chunk_count
+
+    def __getitem__(self, index):
+        return self._view._every_chunk()[index]
+
+    def __iter__(self):
+        return iter(self._view._every_chunk())
+
+
 class MilvusView:
     """The knowledge base as a reader sees it: ``index.backend.SearchView`` over Milvus (ids are
     chunk keys). Milvus has no snapshots: a view reads the latest commit (strong consistency)."""
@@ -439,7 +455,10 @@ class MilvusView:
         return self.store.client
 
     @property
-    def chunks(self) -> list[Chunk]:
+    def chunks(self) -> "AllChunks":
+        return AllChunks(self)
+
+    def _every_chunk(self) -> list[Chunk]:
         if self._all is None:
             rows = self.store._scan(self.store.chunks_name, "chunk_key > 0", ["chunk_key", "record"])
             ordered = sorted((int(r["chunk_key"]), r["record"]) for r in rows)

@@ -201,3 +201,31 @@ def test_model_mismatch_and_missing_collection(seed_kb_dir: Path, embedder, tmp_
     with pytest.raises(KnowledgeBaseError, match="wendao_units is missing") as error:
         service.search("学分银行")
     assert error.value.fix.action == "reindex"
+
+
+def test_serve_answers_from_milvus_over_http(milvus_service: Wendao):
+    """`wendao serve` on a Milvus knowledge base: the web app's /ask over real HTTP."""
+    import threading
+    import time
+
+    import uvicorn
+    from gradio_client import Client
+    from ui_harness import free_port
+
+    from ui.web.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(milvus_service), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(QUESTIONS[0], api_name="/ask")
+        expected = answer_json(milvus_service.ask(QUESTIONS[0]))
+        assert result["answer"] == expected["answer"] and "58" in result["answer"]
+        assert [c["doc_id"] for c in result["citations"]] == [c["doc_id"] for c in expected["citations"]]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
