@@ -82,6 +82,10 @@ def _in(field: str, values) -> str:
     return f"{field} in [{items}]"
 
 
+def _where(*parts: str) -> str:
+    return " and ".join(f"({p})" for p in parts if p)
+
+
 def _parts(text: str) -> list[str]:
     return [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
 
@@ -281,10 +285,10 @@ class MilvusStore:
     def _document_ids(self) -> list[str]:
         return [r["doc_id"] for r in self._scan(self.main, 'kind == "doc" and part == 0', ["doc_id"])]
 
-    def _chunk_keys(self, doc_ids: list[str]) -> np.ndarray:
+    def _chunk_keys(self, doc_ids: list[str], live: str = "") -> np.ndarray:
         keys: list[int] = []
         for batch in iter_batches(list(doc_ids), IN_BATCH):
-            keys += [int(r["chunk_key"]) for r in self._scan(self.chunks_name, _in("doc_id", batch), ["chunk_key"])]
+            keys += [int(r["chunk_key"]) for r in self._scan(self.chunks_name, _where(_in("doc_id", batch), live), ["chunk_key"])]
         return np.sort(np.array(keys, dtype=np.int64))
 
     def _chunks(self, keys: np.ndarray) -> list[Chunk]:
@@ -449,6 +453,9 @@ class MilvusView:
         self._all: list[Chunk] | None = None
         self._keys_for: tuple[frozenset, np.ndarray] | None = None
         self._lite = store.target.lite is not None
+        # rows of a write in flight (or of a writer killed midway) are not searched
+        pending = [int(v) for v in meta.get("pending", [])]
+        self._live = f"version not in [{', '.join(map(str, pending))}]" if pending else ""
 
     @property
     def client(self) -> MilvusClient:
@@ -460,7 +467,7 @@ class MilvusView:
 
     def _every_chunk(self) -> list[Chunk]:
         if self._all is None:
-            rows = self.store._scan(self.store.chunks_name, "chunk_key > 0", ["chunk_key", "record"])
+            rows = self.store._scan(self.store.chunks_name, _where("chunk_key > 0", self._live), ["chunk_key", "record"])
             ordered = sorted((int(r["chunk_key"]), r["record"]) for r in rows)
             self._all = [Chunk(**json.loads(record)) for _, record in ordered]
         return self._all
@@ -468,7 +475,7 @@ class MilvusView:
     def _doc_keys(self, doc_ids: set[str]) -> np.ndarray:
         key = frozenset(doc_ids)
         if self._keys_for is None or self._keys_for[0] != key:
-            self._keys_for = (key, self.store._chunk_keys(sorted(key)))
+            self._keys_for = (key, self.store._chunk_keys(sorted(key), self._live))
         return self._keys_for[1]
 
     def is_empty(self, doc_ids: set[str] | None = None) -> bool:
@@ -488,10 +495,7 @@ class MilvusView:
         text = terms_text(token_ids(tokens)) if tokens else ""
         if not text:
             return MilvusLexical(self, "", np.zeros(0, dtype=np.int64), {})
-        filter = ""
-        if doc_ids:
-            filter = _in("doc_id", sorted(doc_ids))
-        scores = self._bm25(text, width, filter)
+        scores = self._bm25(text, width, _where(_in("doc_id", sorted(doc_ids)) if doc_ids else "", self._live))
         ranked = sorted(((-s, k) for k, s in scores.items() if s > 0))
         return MilvusLexical(self, text, np.array([k for _, k in ranked], dtype=np.int64), scores)
 
@@ -503,7 +507,7 @@ class MilvusView:
         with self.store._errors("searching"):
             result = self.client.search(
                 self.store.units_name, data=[np.asarray(vector, dtype=np.float32).tolist()], anns_field="vector",
-                limit=limit, output_fields=["chunk_key"], search_params=params,
+                limit=limit, output_fields=["chunk_key"], search_params=params, filter=self._live,
             )
         ranked = [int(hit["entity"]["chunk_key"]) for hit in result[0]]
         return np.array(list(dict.fromkeys(ranked))[:width], dtype=np.int64)
@@ -561,13 +565,13 @@ class MilvusView:
         return chunks
 
     def ids_of(self, doc_id: str) -> np.ndarray:
-        return self.store._chunk_keys([doc_id])
+        return self.store._chunk_keys([doc_id], self._live)
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         return self.store._chunks(self.ids_of(doc_id))
 
     def chunk_counts(self) -> dict[str, int]:
-        return dict(Counter(r["doc_id"] for r in self.store._scan(self.store.chunks_name, "chunk_key > 0", ["doc_id"])))
+        return dict(Counter(r["doc_id"] for r in self.store._scan(self.store.chunks_name, _where("chunk_key > 0", self._live), ["doc_id"])))
 
     def layout_line(self, doc_id: str) -> str | None:
         return self.store._records("layout", [doc_id]).get(doc_id)
@@ -667,7 +671,7 @@ class MilvusWriter:
             raise ValueError(f"{sum(len(c.sentences) for c in chunks)} sentence units but {len(vectors)} vectors")
         version = self._new_keys(len(chunks) + 1)
         keys = version + 1 + np.arange(len(chunks), dtype=np.int64)
-        self.meta["pending"] = [int(version)]
+        self.meta.update(pending=[int(version)], gen=int(self.meta["gen"]) + 1)  # readers reload and skip it
         self._put_meta(self.meta)
         chunk_rows, unit_rows = [], []
         row = 0

@@ -229,3 +229,36 @@ def test_serve_answers_from_milvus_over_http(milvus_service: Wendao):
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def test_milvus_writer_killed_midway_leaves_the_previous_version(embedder, tmp_path: Path, monkeypatch):
+    """New passages are written before the document's record (the commit point); a write that
+    dies in between leaves them unsearched, and the next writer removes them."""
+    from index.milvus_store import MilvusWriter
+
+    source = tmp_path / "greening.txt"
+    source.write_text(GREENING, encoding="utf-8")
+    spec = f"milvus-lite:{tmp_path / 'kb.db'}"
+    service = Wendao(kb_dir=spec, embedder=embedder)
+    first = service.ingest([source])
+    source.write_text(GREENING.replace("三千万元", "五千万元"), encoding="utf-8")
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("killed after writing the passages")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MilvusWriter, "_record_rows", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            service.ingest([source])
+    store = service.store
+    stored = store.client.query(store.chunks_name, filter="chunk_key > 0", output_fields=["count(*)"])[0]["count(*)"]
+    assert stored == 2 * first.chunks  # the dead write's passages are there ...
+    texts = [h.chunk.text for h in service.search("绿地养护资金每年多少", k=10)[0]]
+    assert any("三千万元" in t for t in texts) and not any("五千万元" in t for t in texts)  # ... but not searched
+    assert [(r.document.doc_id, r.chunks) for r in service.documents()] == [("greening.txt", first.chunks)]
+
+    again = service.ingest([source])  # the next writer cleans up, then writes
+    assert [r.status for r in again.results] == ["updated"] and again.chunks == first.chunks
+    stored = store.client.query(store.chunks_name, filter="chunk_key > 0", output_fields=["count(*)"])[0]["count(*)"]
+    assert stored == first.chunks
+    assert "五千万元" in service.search("绿地养护资金每年多少", k=1)[0][0].chunk.text
