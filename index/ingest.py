@@ -24,6 +24,7 @@ from corpus.pages import PageOptions
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
+from index.embed_cache import EmbeddingCache, EncodeCounts, live_units
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
@@ -58,7 +59,8 @@ class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     documents: int = 0
     chunks: int = 0
-    encoded_chunks: int = 0
+    encoded_chunks: int = 0  # chunks written with new vectors
+    units: EncodeCounts = field(default_factory=EncodeCounts)  # their sentence units: encoded, cached, repeated
     seconds: float = 0.0
 
     @property
@@ -151,6 +153,8 @@ class Ingestor:
             self._embedder, self._load, self.model = None, embedder, model
         else:
             self._embedder, self._load, self.model = embedder, None, embedder.name
+        self._cache: EmbeddingCache | None = None  # open during a write that embeds
+        self._units = EncodeCounts()
 
     @property
     def embedder(self) -> Embedder:
@@ -190,8 +194,10 @@ class Ingestor:
                 batches.flush()
             finally:
                 batches.close()
+                units = self._close_cache()
             report = _totals(self.store.catalog() if self.store.head() else None)
             report.encoded_chunks = batches.encoded_chunks
+            report.units = units
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
@@ -229,8 +235,10 @@ class Ingestor:
                 batches.flush()
             finally:
                 batches.close()
+                units = self._close_cache()
             report = _totals(self.store.catalog() if self.store.head() else None)
             report.encoded_chunks = batches.encoded_chunks
+            report.units = units
         report.results = [FileResult(d.document.source, d.document.doc_id, "added", len(d.chunks)) for d in documents]
         report.seconds = time.perf_counter() - started
         return report
@@ -277,7 +285,10 @@ class Ingestor:
             documents = {p.document.doc_id: p.document for p in prepared}
             settings = self._settings_to_write(None, bool(chunks), progress)
             texts = [t for c in chunks for t in embedding_texts(documents[c.doc_id], c)]
-            vectors = self._encode(texts, settings.dimension, progress)
+            try:
+                vectors = self._encode(texts, settings.dimension, progress)
+            finally:
+                units = self._close_cache()
             writer = self.store.writer(settings)
             try:
                 if progress:
@@ -291,6 +302,7 @@ class Ingestor:
                 writer.close()
             report = _totals(self.store.catalog())
             report.encoded_chunks = len(chunks)
+            report.units = units
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
@@ -325,8 +337,27 @@ class Ingestor:
         return settings
 
     def _encode(self, texts: list[str], dimension: int, progress: ProgressCallback | None) -> np.ndarray:
-        batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
-        return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
+        """Passage vectors of ``texts``: from the knowledge base's embedding cache where it has
+        them, the others encoded (each distinct text once) and added to it."""
+        if not texts:
+            return np.zeros((0, dimension), dtype=np.float32)
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.store.root, self.embedder.fingerprint, EMBED_TEMPLATE, dimension)
+        vectors, counts = self._cache.encode(self.embedder, texts, ENCODE_BATCH, progress)
+        self._units.add(counts)
+        return vectors
+
+    def _close_cache(self) -> EncodeCounts:
+        """Prune and close the embedding cache after a write; the sentence units of this call."""
+        units, self._units = self._units, EncodeCounts()
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            try:
+                head = self.store.head()
+                cache.prune(live_units(self.store.root, head[1]["segments"] if head else []))
+            finally:
+                cache.close()
+        return units
 
 
 class _Batches:
@@ -405,12 +436,3 @@ def _totals(catalog: Catalog | None) -> IngestReport:
     """The report's totals: the knowledge base as it stands."""
     documents, chunks = catalog.counts if catalog else (0, 0)
     return IngestReport(documents=documents, chunks=chunks)
-
-
-def _batch_starts(texts: list[str], progress: ProgressCallback | None):
-    for start in range(0, len(texts), ENCODE_BATCH):
-        if progress:
-            progress("embed", start, len(texts))
-        yield start
-    if progress and texts:
-        progress("embed", len(texts), len(texts))

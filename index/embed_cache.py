@@ -1,0 +1,180 @@
+"""Sentence vectors already computed, so that no sentence unit is embedded twice.
+
+Embedding is almost all of an ingest. A knowledge base keeps every vector it computed in
+``embeddings.db`` (SQLite, WAL) next to ``records.db``, keyed by a hash of (model fingerprint,
+embedding template, the exact text the model sees). Re-ingesting an edited document then embeds
+only its changed sentences, ``reindex`` after a chunking change only the sentence units that
+changed, and a sentence repeated within a batch (web boilerplate) is embedded once.
+
+The cache is written before the segment that uses its vectors is committed. That is harmless
+if the commit never lands: an entry is correct for its key whatever the knowledge base holds,
+so a cache "ahead" of the records only saves work later. Entries are stored as float16, the
+precision segments store, and every vector handed back (hit or miss) is rounded the same way,
+so a segment written from the cache is bit-identical to one written from fresh encodings.
+
+Old entries are pruned by last use, keeping at least twice the knowledge base's sentence
+units (plus ``PRUNE_SLACK``), so the file stays proportional to what is indexed.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from index.embedder import Embedder
+
+CACHE_DB = "embeddings.db"
+PRUNE_SLACK = 10_000  # entries always kept beyond twice the live sentence units
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS vectors(key BLOB PRIMARY KEY, used INTEGER NOT NULL, vector BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vectors_used ON vectors(used);
+CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+_LOOKUP = 900  # keys per SELECT (SQLite's variable limit is 999 on old builds)
+
+
+@dataclass
+class EncodeCounts:
+    """How many texts one ``encode`` was asked for, and how many the model actually ran."""
+
+    texts: int = 0
+    encoded: int = 0  # distinct texts not found in the cache: the model's work
+    cached: int = 0  # texts served from the cache
+    repeated: int = 0  # texts that repeated another text of the same call
+
+    def add(self, other: "EncodeCounts") -> None:
+        self.texts += other.texts
+        self.encoded += other.encoded
+        self.cached += other.cached
+        self.repeated += other.repeated
+
+
+class EmbeddingCache:
+    """The vectors of one knowledge base, for one model and one embedding template.
+
+    Opened by the writer (under the knowledge base's lock); readers never use it.
+    """
+
+    def __init__(self, root: Path, fingerprint: str, template: str, dimension: int):
+        self.root = Path(root)
+        self.dimension = dimension
+        self._salt = f"{fingerprint}\x1f{template}\x1f".encode()
+        self.db = sqlite3.connect(self.root / CACHE_DB, timeout=60, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # losing the last entries to a power cut only costs re-embedding
+        self.db.executescript(SCHEMA)
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'clock'").fetchone()
+        self.clock = (row[0] if row else 0) + 1  # this session's use stamp
+        self.db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('clock', ?)", (self.clock,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def key(self, text: str) -> bytes:
+        return hashlib.blake2b(self._salt + text.encode("utf-8"), digest_size=16).digest()
+
+    def lookup(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors among ``keys`` (float32 rows), marking them used now."""
+        found: dict[bytes, np.ndarray] = {}
+        for start in range(0, len(keys), _LOOKUP):
+            part = keys[start : start + _LOOKUP]
+            rows = self.db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float16)
+                if len(vector) == self.dimension:
+                    found[key] = vector.astype(np.float32)
+        if found:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE vectors SET used = ? WHERE key = ?", ((self.clock, k) for k in found))
+            self.db.execute("COMMIT")
+        return found
+
+    def store(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        half = np.asarray(vectors, dtype=np.float16)
+        self.db.execute("BEGIN")
+        try:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO vectors(key, used, vector) VALUES (?, ?, ?)",
+                ((k, self.clock, row.tobytes()) for k, row in zip(keys, half)),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def __len__(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+
+    def prune(self, live_units: int, slack: int = PRUNE_SLACK) -> int:
+        """Drop the least recently used entries beyond ``2 * live_units + slack``; returns how many."""
+        keep = 2 * live_units + slack
+        extra = len(self) - keep
+        if extra <= 0:
+            return 0
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM vectors WHERE key IN (SELECT key FROM vectors ORDER BY used LIMIT ?)", (extra,))
+        self.db.execute("COMMIT")
+        return extra
+
+    def encode(
+        self, embedder: Embedder, texts: list[str], encode_batch: int, progress: Callable[[str, int, int], None] | None = None
+    ) -> tuple[np.ndarray, EncodeCounts]:
+        """Vectors of ``texts`` (passages), embedding only distinct texts the cache lacks;
+        ``progress("embed", done, total)`` counts the texts encoded."""
+        counts = EncodeCounts(texts=len(texts))
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out, counts
+        keys = [self.key(t) for t in texts]
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        counts.repeated = len(texts) - len(first)
+        found = self.lookup(list(first))
+        missing = [k for k in first if k not in found]
+        if missing:
+            fresh = encode_passages(embedder, [texts[first[k]] for k in missing], encode_batch, progress)
+            fresh = fresh.astype(np.float16).astype(np.float32)  # what the cache and the segment hold
+            self.store(missing, fresh)
+            found.update(zip(missing, fresh))
+        counts.encoded = len(missing)
+        counts.cached = len(first) - len(missing)
+        for i, k in enumerate(keys):
+            out[i] = found[k]
+        return out, counts
+
+
+def encode_passages(
+    embedder: Embedder, texts: list[str], encode_batch: int, progress: Callable[[str, int, int], None] | None = None
+) -> np.ndarray:
+    """Passage vectors in calls of ``encode_batch`` texts, longest first across the whole list:
+    each call's batches then hold texts of similar length (little padding), whatever order the
+    documents came in."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(order), encode_batch):
+        if progress:
+            progress("embed", start, len(texts))
+        rows = order[start : start + encode_batch]
+        out[rows] = embedder.encode_documents([texts[i] for i in rows])
+    if progress:
+        progress("embed", len(texts), len(texts))
+    return out
+
+
+def live_units(root: Path, segments: list[str]) -> int:
+    """Sentence units held by the named segments (tombstoned ones included: an upper bound)."""
+    from index.segments import SEGMENTS
+
+    total = 0
+    for name in segments:
+        try:
+            total += int(np.load(Path(root) / SEGMENTS / name / "unit_counts.npy").sum())
+        except OSError:
+            continue
+    return total
