@@ -150,21 +150,40 @@ class EmbeddingCache:
 
 
 def encode_passages(
-    embedder: Embedder, texts: list[str], encode_batch: int, progress: Callable[[str, int, int], None] | None = None
+    embedder: Embedder, texts: list[str], encode_batch: int = 0, progress: Callable[[str, int, int], None] | None = None
 ) -> np.ndarray:
-    """Passage vectors in calls of ``encode_batch`` texts, longest first across the whole list:
-    each call's batches then hold texts of similar length (little padding), whatever order the
-    documents came in."""
-    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    """Passage vectors, longest first in batches sized by a token budget (``index.model.device``):
+    each forward pass holds texts of similar length, so little of it is padding, and as many as
+    the device takes (a few dozen short sentences on a CPU, thousands on a GPU), whatever order
+    the documents came in. ``encode_batch`` (when > 0) caps the texts per pass."""
+    from index.model.device import batch_budget
+
     out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
-    for start in range(0, len(order), encode_batch):
+    budget, most = batch_budget(embedder.device)
+    most = min(most, encode_batch) if encode_batch > 0 else most
+    tokens = embedder.token_counts(texts, "document")
+    order = sorted(range(len(texts)), key=lambda i: -tokens[i])
+    done = 0
+    for rows in token_batches(order, tokens, budget, most, min(embedder.max_tokens, max(tokens, default=0))):
         if progress:
-            progress("embed", start, len(texts))
-        rows = order[start : start + encode_batch]
-        out[rows] = embedder.encode_documents([texts[i] for i in rows])
+            progress("embed", done, len(texts))
+        out[rows] = embedder.encode_documents([texts[i] for i in rows], batch_size=len(rows))
+        done += len(rows)
     if progress:
         progress("embed", len(texts), len(texts))
     return out
+
+
+def token_batches(order: list[int], tokens: list[int], budget: int, most: int, cap: int) -> list[list[int]]:
+    """``order`` (longest first) cut into runs whose count times their longest text (at most
+    ``cap`` tokens: longer texts are windowed) stays within ``budget``, ``most`` texts at most."""
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < most and (len(batches[-1]) + 1) * min(tokens[batches[-1][0]], cap) <= budget:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def live_units(root: Path, segments: list[str]) -> int:

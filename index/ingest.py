@@ -10,6 +10,9 @@ and most of a gigabyte to load) is loaded only once something must be embedded.
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -37,6 +40,7 @@ EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
 COMMIT_UNITS = 256  # commit a batch once it holds this many sentence units ...
 COMMIT_SECONDS = 30.0  # ... or once this much work went into it
+PREPARE_AHEAD = 8  # files read, cleaned and chunked ahead of the one being embedded
 
 
 FileStatus = Literal["added", "updated", "unchanged", "removed", "failed"]
@@ -185,10 +189,10 @@ class Ingestor:
             catalog = self._open_compatible()
             batches = _Batches(self, catalog, progress, total_bytes=sum(_size(p) for p, _ in files))
             try:
-                for number, (path, doc_id) in enumerate(files, 1):
+                ahead = self._prepare_ahead(files, catalog, max_bytes, pages)
+                for number, (path, result, prepared) in enumerate(ahead, 1):
                     if progress:
                         progress("read", number, len(files))
-                    result, prepared = self._prepare(path, doc_id, catalog, max_bytes, pages)
                     results.append(result)
                     batches.add(prepared, _size(path))
                 batches.flush()
@@ -222,6 +226,27 @@ class Ingestor:
         # Same id from another file (a/通知.txt, later b/通知.txt): say so, it is easy to miss.
         note = f"replaces {previous.source}" if previous and Path(previous.source) != path else ""
         return FileResult(str(path), doc_id, status, len(prepared.chunks), reason=note), prepared
+
+    def _prepare_ahead(
+        self, files: list[tuple[Path, str]], snapshot: Catalog | None, max_bytes: int, pages: PageOptions | None
+    ) -> Iterator[tuple[Path, FileResult, PreparedDocument | None]]:
+        """``_prepare`` of each file, in order, run on a thread up to ``PREPARE_AHEAD`` files
+        ahead: loading, cleaning and chunking (and OCR) overlap the embedding of the batch before,
+        which releases the GIL while torch runs, so the model does not wait for the next file."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="wendao-prepare")
+        queue: deque = deque()
+        remaining = iter(files)
+        try:
+            for path, doc_id in remaining:
+                queue.append((path, pool.submit(self._prepare, path, doc_id, snapshot, max_bytes, pages)))
+                if len(queue) > PREPARE_AHEAD:
+                    path, future = queue.popleft()
+                    yield (path, *future.result())
+            while queue:
+                path, future = queue.popleft()
+                yield (path, *future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def ingest_prepared(self, documents: list[PreparedDocument], progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
