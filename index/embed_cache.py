@@ -12,6 +12,9 @@ so a cache "ahead" of the records only saves work later. Entries are stored as f
 precision segments store, and every vector handed back (hit or miss) is rounded the same way,
 so a segment written from the cache is bit-identical to one written from fresh encodings.
 
+The cache only saves work: if it cannot be read or written (a full disk, a damaged file) the
+ingest goes on without it, and the write's own storage errors are reported as always.
+
 Old entries are pruned by last use, keeping at least twice the knowledge base's sentence
 units (plus ``PRUNE_SLACK``), so the file stays proportional to what is indexed.
 """
@@ -64,16 +67,37 @@ class EmbeddingCache:
         self.root = Path(root)
         self.dimension = dimension
         self._salt = f"{fingerprint}\x1f{template}\x1f".encode()
-        self.db = sqlite3.connect(self.root / CACHE_DB, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # losing the last entries to a power cut only costs re-embedding
-        self.db.executescript(SCHEMA)
-        row = self.db.execute("SELECT value FROM meta WHERE name = 'clock'").fetchone()
-        self.clock = (row[0] if row else 0) + 1  # this session's use stamp
-        self.db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('clock', ?)", (self.clock,))
+        self.db: sqlite3.Connection | None = None
+        self.clock = 0
+        try:
+            self.db = sqlite3.connect(self.root / CACHE_DB, timeout=60, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # losing the last entries to a power cut only costs re-embedding
+            self.db.executescript(SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE name = 'clock'").fetchone()
+            self.clock = (row[0] if row else 0) + 1  # this session's use stamp
+            self.db.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('clock', ?)", (self.clock,))
+        except (sqlite3.Error, OSError):
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Go on without the cache (see the module docstring)."""
+        if self.db is not None:
+            try:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                self.db.close()
+            except sqlite3.Error:
+                pass
+        self.db = None
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            try:
+                self.db.close()
+            except sqlite3.Error:
+                pass
+            self.db = None
 
     def key(self, text: str) -> bytes:
         return hashlib.blake2b(self._salt + text.encode("utf-8"), digest_size=16).digest()
@@ -81,44 +105,54 @@ class EmbeddingCache:
     def lookup(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors among ``keys`` (float32 rows), marking them used now."""
         found: dict[bytes, np.ndarray] = {}
-        for start in range(0, len(keys), _LOOKUP):
-            part = keys[start : start + _LOOKUP]
-            rows = self.db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float16)
-                if len(vector) == self.dimension:
-                    found[key] = vector.astype(np.float32)
-        if found:
-            self.db.execute("BEGIN")
-            self.db.executemany("UPDATE vectors SET used = ? WHERE key = ?", ((self.clock, k) for k in found))
-            self.db.execute("COMMIT")
+        if self.db is None:
+            return found
+        try:
+            for start in range(0, len(keys), _LOOKUP):
+                part = keys[start : start + _LOOKUP]
+                rows = self.db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float16)
+                    if len(vector) == self.dimension:
+                        found[key] = vector.astype(np.float32)
+            if found:
+                self.db.execute("BEGIN")
+                self.db.executemany("UPDATE vectors SET used = ? WHERE key = ?", ((self.clock, k) for k in found))
+                self.db.execute("COMMIT")
+        except (sqlite3.Error, OSError):
+            self._give_up()
         return found
 
     def store(self, keys: list[bytes], vectors: np.ndarray) -> None:
+        if self.db is None:
+            return
         half = np.asarray(vectors, dtype=np.float16)
-        self.db.execute("BEGIN")
         try:
+            self.db.execute("BEGIN")
             self.db.executemany(
                 "INSERT OR REPLACE INTO vectors(key, used, vector) VALUES (?, ?, ?)",
                 ((k, self.clock, row.tobytes()) for k, row in zip(keys, half)),
             )
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        except (sqlite3.Error, OSError):
+            self._give_up()
 
     def __len__(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
+        return 0 if self.db is None else int(self.db.execute("SELECT count(*) FROM vectors").fetchone()[0])
 
     def prune(self, live_units: int, slack: int = PRUNE_SLACK) -> int:
         """Drop the least recently used entries beyond ``2 * live_units + slack``; returns how many."""
         keep = 2 * live_units + slack
-        extra = len(self) - keep
-        if extra <= 0:
+        try:
+            extra = len(self) - keep
+            if extra <= 0 or self.db is None:
+                return 0
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM vectors WHERE key IN (SELECT key FROM vectors ORDER BY used LIMIT ?)", (extra,))
+            self.db.execute("COMMIT")
+        except (sqlite3.Error, OSError):
+            self._give_up()
             return 0
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM vectors WHERE key IN (SELECT key FROM vectors ORDER BY used LIMIT ?)", (extra,))
-        self.db.execute("COMMIT")
         return extra
 
     def encode(

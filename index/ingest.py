@@ -6,6 +6,10 @@ units or ``COMMIT_SECONDS`` of work (each batch one new segment, ``index.segment
 loses at most the batch in flight and running the same command again carries on: committed files
 are skipped by content hash and what was committed is searchable meanwhile. The model (seconds
 and most of a gigabyte to load) is loaded only once something must be embedded.
+
+No sentence unit is embedded twice (``index.embed_cache``: vectors kept with the knowledge base,
+repeats within a batch encoded once), and files are read, cleaned and chunked on a thread while
+the model encodes the batch before.
 """
 from __future__ import annotations
 
