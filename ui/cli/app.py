@@ -37,13 +37,17 @@ NetworkOption = typer.Option(
     False, "--allow-network",
     help="Allow downloading a --model that is not on this machine (never needed for the default). Same as WENDAO_ALLOW_NETWORK=1.",
 )
+DeviceOption = typer.Option(
+    None, "--device", help="Run the model on: auto (a CUDA GPU when torch sees one), cpu or cuda. Same as WENDAO_DEVICE."
+)
 QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
 
 
-def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False) -> Wendao:
+def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False, device: Optional[str] = None) -> Wendao:
     # A model build on first use shows what `wendao model build` shows, on the same console as
     # the ingest bar (rich nests the two).
-    return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=build_display(errors, FIRST_USE_NOTE))
+    display = build_display(errors, FIRST_USE_NOTE)
+    return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=display, device=device)
 
 
 @contextmanager
@@ -107,6 +111,7 @@ def ingest(
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
+    device: Optional[str] = DeviceOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
     max_pages: int = typer.Option(DEFAULT_MAX_PAGES, "--max-pages", min=1, help="Refuse PDFs and images with more pages than this."),
     ocr_timeout: float = typer.Option(
@@ -119,7 +124,7 @@ def ingest(
     """
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         pages = PageOptions(max_pages=max_pages, ocr_timeout=ocr_timeout)
-        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
+        report = _service(kb, model, allow_network, device).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -133,10 +138,12 @@ def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wend
 
 
 @app.command()
-def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
+def reindex(
+    kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption, device: Optional[str] = DeviceOption
+) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        service = _service(kb, model, allow_network)
+        service = _service(kb, model, allow_network, device)
         service.ensure_built()
         report = service.reindex(progress)
     _print_report(report)
