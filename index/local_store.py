@@ -104,6 +104,13 @@ class LocalStore(SegmentStore):
                 f"{self.root}: a segment of generation {gen} cannot be read ({exc})", _reindex(self.root)
             ) from None
 
+    def unit_count(self) -> int:
+        """Sentence units stored (tombstoned ones included: an upper bound; sizes the embedding cache)."""
+        from index.embed_cache import live_units
+
+        head = self.head()
+        return live_units(self.root, head[1]["segments"] if head else [])
+
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in Path(self.root).rglob("*") if p.is_file())
 

@@ -309,15 +309,25 @@ class MilvusStore:
     def writer(self, settings: IndexSettings) -> "MilvusWriter":
         return MilvusWriter(self, settings)
 
-    def compact(self) -> int:
-        """Milvus merges its own segments and drops deleted rows; a server is asked to now."""
-        self._meta_or_fail()
-        if self.target.lite is not None:
+    def compact(self):
+        """Milvus merges its own segments and drops deleted rows; a server is asked to now (the
+        report counts the compactions asked for; segments are Milvus' own, not counted)."""
+        from index.segments import CompactReport
+
+        meta = self._meta_or_fail()
+        asked = 0
+        if self.target.lite is None:
+            with self._errors("compacting"):
+                for name in (self.main, self.chunks_name, self.units_name):
+                    self.client.compact(name)
+                    asked += 1
+        return CompactReport(asked, 0, 0, 0, int(meta.get("chunks", 0)))
+
+    def unit_count(self) -> int:
+        if self.meta() is None:
             return 0
-        with self._errors("compacting"):
-            for name in (self.main, self.chunks_name, self.units_name):
-                self.client.compact(name)
-        return 3
+        with self._errors("counting"):
+            return int(self.client.query(self.units_name, filter="chunk_key > 0", output_fields=["count(*)"])[0]["count(*)"])
 
     def disk_bytes(self) -> int:
         """The Milvus Lite file and the originals beside it (0 for a server: its storage is its own)."""
@@ -596,6 +606,7 @@ class MilvusWriter:
         else:
             store._check_collections(_settings(meta, store.location))
         store._ensure_loaded()
+        store.root.mkdir(parents=True, exist_ok=True)  # the embedding cache and originals live there
         self.meta = meta
         self._last_key = 0
         if meta.get("pending"):
@@ -761,6 +772,9 @@ class MilvusWriter:
 
     def maybe_merge(self) -> int:
         return 0  # Milvus merges its own segments
+
+    def merge_in_background(self) -> bool:
+        return False
 
     def compact(self) -> int:
         return 0

@@ -26,6 +26,7 @@ from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
 from index.migrate import migrate
 from index.pagestore import PageLayouts, read_original
+from index.segments import CompactReport
 from index.store import check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
@@ -75,6 +76,7 @@ class Wendao:
         answering: AnswerSettings | None = None,
         embedder: Embedder | None = None,
         model_display: BuildDisplay | None = None,
+        device: str | None = None,
     ):
         # a folder, or a Milvus target (``index.backend.kb_location``: --kb / $WENDAO_KB spellings)
         self.kb_dir = kb_location(kb_dir)
@@ -86,6 +88,7 @@ class Wendao:
         self.answering = answering or AnswerSettings()
         self._embedder = embedder
         self._model_display = model_display  # shows a build of the model on first use
+        self._device = device  # auto | cpu | cuda (None: $WENDAO_DEVICE, else auto)
         self._snapshot: SearchView | None = None
         self._layouts: PageLayouts | None = None
         self._lock = threading.RLock()
@@ -108,7 +111,7 @@ class Wendao:
         with self._model_lock:
             if self._embedder is None:
                 self._embedder = load_embedder(
-                    self.model_name, allow_network=self._allow_network, display=self._model_display
+                    self.model_name, allow_network=self._allow_network, display=self._model_display, device=self._device
                 )
             return self._embedder
 
@@ -226,6 +229,7 @@ class Wendao:
             embedder=self._embedder,
             allow_network=self._allow_network,
             model_display=self._model_display,
+            device=self._device,
         )
 
     # -- pages of PDFs and images -----------------------------------------------------------
@@ -268,8 +272,8 @@ class Wendao:
         migrate(self.store)
         return copy_knowledge_base(self.store, open_store(kb_location(target)), progress)
 
-    def compact(self) -> int:
-        """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
+    def compact(self) -> CompactReport:
+        """Merge the knowledge base's segments, dropping removed chunks."""
         migrate(self.store)
         return self.store.compact()
 
