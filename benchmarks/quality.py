@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--kb-backend", choices=("local", "milvus-lite"), default="local",
                         help="milvus-lite: every set on both backends, side by side (and ingest/latency figures)")
     parser.add_argument("--latency-queries", type=int, default=200)
+    parser.add_argument("--quality-only", action="store_true", help="with --kb-backend: MRR@10 only (no latency, no ingest)")
     args = parser.parse_args()
     if args.kb_backend == "milvus-lite":
         compare_backends(args)
@@ -120,7 +121,7 @@ def compare_backends(args) -> None:
     from qa.query import plan_query
 
     results: dict[str, dict] = {}
-    sets = [SEEDS, *present([s for s in args.sets.split(",") if s])]
+    sets = [*([] if args.quality_only else [SEEDS]), *present([s for s in args.sets.split(",") if s])]
     embedder = None
     for name in sets:
         local, queries = open_set(name, embedder=embedder)
@@ -131,15 +132,22 @@ def compare_backends(args) -> None:
         for backend, service in (("local", local), ("milvus-lite", milvus)):
             report = evaluate(service, queries, MODES)
             row[backend] = {mode: report.results[mode]["mrr@10"] for mode in MODES}
-        plans = [plan_query(q.question) for q in queries[: args.latency_queries]]
-        local.retriever().embed(plans)
-        row["latency_ms"] = {backend: {mode: retrieval_latency(service, plans, mode) for mode in MODES}
-                             for backend, service in (("local", local), ("milvus-lite", milvus))}
+        if not args.quality_only:
+            plans = [plan_query(q.question) for q in queries[: args.latency_queries]]
+            local.retriever().embed(plans)
+            row["latency_ms"] = {backend: {mode: retrieval_latency(service, plans, mode) for mode in MODES}
+                                 for backend, service in (("local", local), ("milvus-lite", milvus))}
         row["questions"] = len(queries)
         results[BUNDLED if name == SEEDS else name] = row
         milvus.store.close()
-    results["ingest (bundled documents)"] = ingest_speed(embedder)
+    if not args.quality_only:
+        results["ingest (bundled documents)"] = ingest_speed(embedder)
     print_json(results)
+    if args.quality_only:
+        print_markdown(("set", "questions", "mode", "MRR@10 local", "MRR@10 Milvus Lite", "difference"),
+                       ((name, row["questions"], mode, f"{row['local'][mode]:.4f}", f"{row['milvus-lite'][mode]:.4f}",
+                         f"{row['milvus-lite'][mode] - row['local'][mode]:+.4f}") for name, row in results.items() for mode in MODES))
+        return
     print_markdown(
         ("set", "questions", "mode", "MRR@10 local", "MRR@10 Milvus Lite", "difference", "retrieval ms local (p50 / p95)",
          "retrieval ms Milvus Lite (p50 / p95)"),
