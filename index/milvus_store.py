@@ -110,13 +110,14 @@ class MilvusStore:
             address = target.uri.split("://", 1)[1].replace(":", "_")
             self.root = Path(user_data_dir("wendao")) / "milvus" / f"{address}_{target.collection}"
         self._client: MilvusClient | None = None
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the writers of this process (``lock``)
+        self._connecting = threading.Lock()  # not the writers' lock: an ingest reads on worker threads
         self._loaded = False
 
     # -- connection ---------------------------------------------------------------------------
     @property
     def client(self) -> MilvusClient:
-        with self._lock:
+        with self._connecting:
             if self._client is None:
                 self._client = self._connect()
             return self._client
@@ -153,7 +154,7 @@ class MilvusStore:
             ) from None
 
     def close(self) -> None:
-        with self._lock:
+        with self._connecting:
             if self._client is not None:
                 self._client.close()
                 self._client = None
