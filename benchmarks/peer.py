@@ -30,6 +30,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -179,6 +180,7 @@ def main() -> None:
                              "wendao": mine, "peer": theirs,
                              "ingest_chars_ratio": round(mine["ingest"]["chars_per_s"] / theirs["ingest"]["chars_per_s"], 3),
                              "query_p50_ratio": round(mine["query_ms"]["median"] / theirs["query_ms"]["median"], 3)}
+            print(f"{name}: {results[name]}", file=sys.stderr, flush=True)  # a long run's partial results
     results["machine"] = {"threads": args.threads, "cpus": os.cpu_count(), "load_avg_after": os.getloadavg()}
     print_json(results)
     rows = []
