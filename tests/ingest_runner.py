@@ -21,12 +21,12 @@ class CountingEmbedder:
         self._inner = inner
         self._log = log
 
-    def encode_documents(self, texts):
+    def encode_documents(self, texts, *args, **kwargs):
         with self._log.open("a") as handle:
             handle.write(f"{len(texts)}\n")
             handle.flush()
             os.fsync(handle.fileno())
-        return self._inner.encode_documents(texts)
+        return self._inner.encode_documents(texts, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
