@@ -6,7 +6,10 @@ embedding template, the exact text the model sees). Re-ingesting an edited docum
 only its changed sentences, ``reindex`` after a chunking change only the sentence units that
 changed, and a sentence repeated within a batch (web boilerplate) is embedded once.
 
-The cache is written before the segment that uses its vectors is committed. That is harmless
+The cache is written after every forward pass, before the segment that uses its vectors is
+committed: an ingest killed in the middle of a long document (thousands of sentence units,
+committed as one segment so that readers never see half of it) or of a ``reindex`` loses only
+the pass in flight, and running it again embeds only what the cache lacks. That is harmless
 if the commit never lands: an entry is correct for its key whatever the knowledge base holds,
 so a cache "ahead" of the records only saves work later. Entries are stored as float16, the
 precision segments store, and every vector handed back (hit or miss) is rounded the same way,
@@ -172,9 +175,12 @@ class EmbeddingCache:
         found = self.lookup(list(first))
         missing = [k for k in first if k not in found]
         if missing:
-            fresh = encode_passages(embedder, [texts[first[k]] for k in missing], encode_batch, progress)
+
+            def keep(rows: list[int], vectors: np.ndarray) -> None:
+                self.store([missing[i] for i in rows], vectors)
+
+            fresh = encode_passages(embedder, [texts[first[k]] for k in missing], encode_batch, progress, keep)
             fresh = fresh.astype(np.float16).astype(np.float32)  # what the cache and the segment hold
-            self.store(missing, fresh)
             found.update(zip(missing, fresh))
         counts.encoded = len(missing)
         counts.cached = len(first) - len(missing)
@@ -184,12 +190,18 @@ class EmbeddingCache:
 
 
 def encode_passages(
-    embedder: Embedder, texts: list[str], encode_batch: int = 0, progress: Callable[[str, int, int], None] | None = None
+    embedder: Embedder,
+    texts: list[str],
+    encode_batch: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+    done_pass: Callable[[list[int], np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Passage vectors, longest first in batches sized by a token budget (``index.model.device``):
     each forward pass holds texts of similar length, so little of it is padding, and as many as
     the device takes (a few dozen short sentences on a CPU, thousands on a GPU), whatever order
-    the documents came in. ``encode_batch`` (when > 0) caps the texts per pass."""
+    the documents came in. ``encode_batch`` (when > 0) caps the texts per pass. ``done_pass``
+    gets each pass's rows and vectors as soon as it ends: the cache stores them then, so a kill
+    in the middle of one long document, or of a ``reindex``, loses only the pass in flight."""
     from index.model.device import batch_budget
 
     out = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
@@ -202,6 +214,8 @@ def encode_passages(
         if progress:
             progress("embed", done, len(texts))
         out[rows] = embedder.encode_documents([texts[i] for i in rows], batch_size=len(rows))
+        if done_pass is not None:
+            done_pass(rows, out[rows])
         done += len(rows)
     if progress:
         progress("embed", len(texts), len(texts))

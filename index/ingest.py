@@ -35,7 +35,7 @@ from index.embed_cache import EmbeddingCache, EncodeCounts, live_units
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
-from index.pagestore import _lines_by_doc, layout_line, save_original
+from index.pagestore import lines_by_doc, layout_line, save_original
 from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
 from index.termids import text_ids
@@ -305,7 +305,7 @@ class Ingestor:
             else:  # the old format, whatever its settings: read its documents and page layouts
                 old = KnowledgeBaseStore(self.store.root)
                 stored = old.read_documents()
-                layouts = _lines_by_doc(old.current_generation())
+                layouts = lines_by_doc(old.current_generation())
             for doc in stored.values():
                 again = prepare_text(doc.text, doc.doc_id, doc.source, self.chunking, title=doc.title, fmt=doc.format)
                 kept = replace(doc, title=again.document.title or doc.title)
@@ -433,7 +433,7 @@ class _Batches:
         self.encoded_chunks += len(chunks)
         self._report(self.chunks_done)
         self.pending, self.units, self.started = [], 0, time.perf_counter()
-        self.writer.maybe_merge()
+        self.writer.merge_in_background()
 
     def _report(self, done: int) -> None:
         """Chunks embedded of the estimated total: what is known so far, scaled by bytes read."""

@@ -27,7 +27,7 @@ from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
 from index.migrate import migrate
 from index.pagestore import PageLayouts, read_original
-from index.segments import SegmentStore, Snapshot
+from index.segments import CompactReport, SegmentStore, Snapshot
 from index.store import check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
@@ -270,8 +270,8 @@ class Wendao:
     def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
 
-    def compact(self) -> int:
-        """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
+    def compact(self) -> CompactReport:
+        """Merge the knowledge base's segments, dropping removed chunks."""
         migrate(self.store)
         return self.store.compact()
 

@@ -24,7 +24,7 @@ from qa.service import Wendao
 from ui.cli.errors import errors, friendly_errors, say
 from ui.cli.model import FIRST_USE_NOTE, build_display, model_app
 from ui.labels import cli_fix, stage_label, with_fix
-from ui.output import answer_json, search_json
+from ui.output import answer_json, compact_json, search_json
 
 app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every answer cited to its passage.", no_args_is_help=True)
 app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
@@ -150,11 +150,17 @@ def reindex(
 
 
 @app.command()
-def compact(kb: Optional[Path] = KbOption) -> None:
+def compact(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
     """Merge the knowledge base's segments and drop removed documents' chunks for good."""
     with friendly_errors():
-        merges = _service(kb, None).compact()
-    print(f"{merges} merge(s)")
+        report = _service(kb, None).compact()
+    if as_json:
+        print(json.dumps(compact_json(report), ensure_ascii=False, indent=1))
+        return
+    print(
+        f"{report.merges} merge(s): {report.segments_before} → {report.segments_after} segment(s), "
+        f"{report.dropped_chunks} removed chunk(s) dropped, {report.chunks} chunk(s) live"
+    )
 
 
 @app.command()
