@@ -49,7 +49,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from common import EVALDATA, cell, median_p95, present, print_json, print_markdown
 
 import index.lexical_segments as lexical_segments  # noqa: E402  (common put the repository on sys.path)
@@ -359,6 +358,7 @@ def measure_set(name: str, engines: Sequence[str], runs: int, workdir: Path, max
 def measure_scale(size: int, engines: Sequence[str], runs: int, workdir: Path, max_queries: int) -> list[dict]:
     """SYNTHETIC: ``size`` chunks of five real sentences each (as benchmarks/scale.py makes them)."""
     import scale  # benchmarks/scale.py: its sentence pool and chunk shape
+
     from index.termids import text_ids
     from qa.query import plan_query
 

@@ -286,9 +286,9 @@ def main() -> None:
     if args.add:
         print(json.dumps(add_document(args.add)))
         return
+    from corpus.chunking import ChunkSettings
     from index.embedder import load_embedder
     from index.ingest import index_settings
-    from corpus.chunking import ChunkSettings
 
     embedder = load_embedder()
     settings = index_settings(embedder.name, embedder.dimension, ChunkSettings())

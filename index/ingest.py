@@ -31,12 +31,12 @@ from corpus.pages import PageOptions
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
+from index.backend import Catalog, Store, Writer
 from index.embed_cache import EmbeddingCache, EncodeCounts
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
-from index.backend import Catalog, Store, Writer
-from index.pagestore import lines_by_doc, layout_line, save_original
+from index.pagestore import layout_line, lines_by_doc, save_original
 from index.segments import FORMAT_VERSION
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
 from index.termids import text_ids

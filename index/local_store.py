@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from index.segments import SegmentStore, Snapshot
-from index.store import KnowledgeBaseError
 
 
 class LocalLexical:
@@ -63,14 +62,8 @@ class LocalView(Snapshot):
         return self.dense_candidates(vector, width)
 
     def unit_vectors(self, ids: np.ndarray) -> np.ndarray:
-        positions = np.asarray(ids, dtype=np.int64)
-        counts = self.unit_counts[positions]
-        offsets = np.cumsum(counts) - counts
-        total = int(counts.sum())
-        segments = np.repeat(self._segment_of[positions], counts)
-        starts = np.array([self._unit_starts_local[s][l] for s, l in zip(self._segment_of[positions], self._local_of[positions])], dtype=np.int64)
-        rows = np.repeat(starts - offsets, counts) + np.arange(total)
-        out = np.zeros((total, self.settings.dimension), dtype=np.float32)
+        segments, rows, _ = self.unit_rows_of(ids)
+        out = np.zeros((len(rows), self.settings.dimension), dtype=np.float32)
         for number in np.unique(segments):
             mask = segments == number
             out[mask] = self.segments[number].vectors.rows(rows[mask])
@@ -95,14 +88,7 @@ class LocalStore(SegmentStore):
     def location(self) -> str:
         return str(self.root)
 
-    def load(self) -> LocalView:
-        gen, manifest = self._head()
-        try:
-            return LocalView(self.root, gen, manifest)
-        except (OSError, ValueError) as exc:
-            raise KnowledgeBaseError(
-                f"{self.root}: a segment of generation {gen} cannot be read ({exc})", _reindex(self.root)
-            ) from None
+    view = LocalView
 
     def unit_count(self) -> int:
         """Sentence units stored (tombstoned ones included: an upper bound; sizes the embedding cache)."""
@@ -113,10 +99,3 @@ class LocalStore(SegmentStore):
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in Path(self.root).rglob("*") if p.is_file())
-
-
-def _reindex(root: Path):
-    from corpus.errors import Fix
-
-    return Fix("reindex", str(root))
-

@@ -47,7 +47,7 @@ from corpus.errors import Fix
 from corpus.records import Chunk, Document
 from index import records_db
 from index.backend import MilvusTarget, iter_batches
-from index.lexical_segments import B, K1
+from index.lexical_segments import K1, B
 from index.store import IndexSettings, KnowledgeBaseError
 from index.termids import token_ids
 

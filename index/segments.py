@@ -284,17 +284,22 @@ class Snapshot:
         _, first = np.unique(ranked, return_index=True)
         return ranked[np.sort(first)][:width].astype(np.int64)
 
-    def unit_scores(self, vector: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact cosines of every sentence unit of the chunks at ``positions`` (concatenated,
-        chunk after chunk) and the offset where each chunk's units begin."""
+    def unit_rows_of(self, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where the sentence units of the chunks at ``positions`` are stored, concatenated chunk
+        after chunk: each unit's segment number and row in it, and where each chunk's run begins."""
         positions = np.asarray(positions, dtype=np.int64)
         counts = self.unit_counts[positions]
         offsets = np.cumsum(counts) - counts
-        total = int(counts.sum())
         segments = np.repeat(self._segment_of[positions], counts)
         starts = np.array([self._unit_starts_local[s][l] for s, l in zip(self._segment_of[positions], self._local_of[positions])], dtype=np.int64)
-        rows = np.repeat(starts - offsets, counts) + np.arange(total)
-        out = np.zeros(total, dtype=np.float32)
+        rows = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()))
+        return segments, rows, offsets
+
+    def unit_scores(self, vector: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact cosines of every sentence unit of the chunks at ``positions`` (concatenated,
+        chunk after chunk) and the offset where each chunk's units begin."""
+        segments, rows, offsets = self.unit_rows_of(positions)
+        out = np.zeros(len(rows), dtype=np.float32)
         for number in np.unique(segments):
             mask = segments == number
             out[mask] = self.segments[number].vectors.exact(vector, rows[mask])
@@ -449,10 +454,12 @@ class SegmentStore:
     def catalog(self) -> Catalog:
         return Catalog(self.root, *self._head())
 
+    view: type = Snapshot  # what ``load`` opens (the storage interface's view, ``index.local_store``)
+
     def load(self) -> Snapshot:
         gen, manifest = self._head()
         try:
-            return Snapshot(self.root, gen, manifest)
+            return self.view(self.root, gen, manifest)
         except (OSError, ValueError) as exc:
             raise KnowledgeBaseError(f"{self.root}: a segment of generation {gen} cannot be read ({exc})", Fix("reindex", str(self.root))) from None
 

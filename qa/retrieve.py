@@ -17,8 +17,8 @@ import numpy as np
 
 from corpus.folding import fold
 from corpus.records import Chunk, Document
-from index.embedder import Embedder
 from index.backend import SearchView
+from index.embedder import Embedder
 from qa.fusion import fuse
 from qa.query import QueryError, QueryPlan
 

@@ -23,8 +23,8 @@ from index.backend import KbLocation, MilvusTarget, SearchView, kb_location, ope
 from index.copy import copy_knowledge_base
 from index.embedder import Embedder, load_embedder
 from index.ingest import Ingestor, IngestReport, index_settings
-from index.model import DEFAULT_MODEL, BuildDisplay
 from index.migrate import migrate
+from index.model import DEFAULT_MODEL, BuildDisplay
 from index.pagestore import PageLayouts, read_original
 from index.segments import CompactReport
 from index.store import check_compatible
@@ -32,6 +32,7 @@ from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
 from qa.retrieve import FusionSettings, Retriever, SearchHit
 from qa.terms import query_terms
+
 
 def default_kb_dir() -> KbLocation:
     """The knowledge base used when none is named: $WENDAO_KB, else the user's data folder."""

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-
 # Interrogatives, function words and fillers of questions (folded, i.e. Simplified).
 STOPWORDS = frozenset(
     """

@@ -15,14 +15,13 @@ import errno
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sqlite3
 
 import numpy as np
 import pytest

@@ -6,8 +6,8 @@ import pytest
 
 from corpus.sentences import sentence_spans
 from qa.fusion import fuse, top_positions
-from qa.retrieve import FusionSettings
 from qa.query import plan_query
+from qa.retrieve import FusionSettings
 from qa.terms import STOPWORDS
 
 
