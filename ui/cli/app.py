@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -20,7 +21,7 @@ from index.ingest import IngestReport
 from qa.jsonl import DataFileError, read_jsonl
 from qa.query import QueryError
 from qa.retrieve import MAX_K, MODES
-from qa.service import Wendao
+from qa.service import Wendao, default_kb_dir
 from ui.cli.errors import errors, friendly_errors, say
 from ui.cli.model import FIRST_USE_NOTE, build_display, model_app
 from ui.labels import cli_fix, stage_label, with_fix
@@ -244,28 +245,152 @@ def ask(
     console.print(f"[dim]confidence {answer.confidence:.2f} · {answer.timings_ms.get('total', 0):.0f} ms{loaded}[/]")
 
 
-@app.command("eval")
+class _EvalGroup(TyperGroup):
+    """``wendao eval FILE …`` evaluates (the ``run`` command); ``wendao eval compare A B …``
+    compares saved runs. Anything but a subcommand's name goes to ``run``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_EvalGroup, help="Evaluate retrieval and answers on a test set; compare saved runs.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
 def evaluate(
-    queries: Path = typer.Argument(..., help="JSONL with answers or relevant doc ids, or a BEIR folder."),
+    queries: Optional[Path] = typer.Argument(None, help="JSONL with answers or relevant doc ids, or a BEIR folder."),
     kb: Optional[Path] = KbOption,
     modes: str = typer.Option("lexical,dense,hybrid", "--modes", help="Comma-separated retrieval modes."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
     as_json: bool = JsonOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
+    save: Optional[str] = typer.Option(None, "--save", help="Keep the run under this name with the knowledge base (`wendao runs`)."),
+    replace: bool = typer.Option(False, "--replace", help="With --save: replace a saved run of the same name."),
+    trec_run: Optional[Path] = typer.Option(None, "--trec-run", help="Write the run as a TREC run file (tag = mode)."),
+    qrels_out: Optional[Path] = typer.Option(None, "--qrels-out", help="Write the gold as TREC qrels (the units the run uses)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="Gold of a JSONL query file from TREC or BEIR qrels."),
+    judged: bool = typer.Option(False, "--judged", help="Evaluate on the knowledge base's judgments (made in the web app)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=50, help="BEIR folders: index the corpus with this chunk size."),
 ) -> None:
-    """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, abstention."""
+    """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, citation precision, abstention."""
     from qa.eval_report import render_table
     from qa.evaluate import evaluate_file
+    from qa.runstore import check_name, save_run
+    from qa.trec import write_qrels, write_run
 
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        if (queries is None) == (not judged):
+            raise DataFileError("give a test set FILE (a JSONL query file or a BEIR folder), or --judged")
+        if save:
+            check_name(save)
         report = evaluate_file(
-            queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress, allow_network=allow_network
+            queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress,
+            allow_network=allow_network, chunk_size=chunk_size, qrels=qrels, judged=judged,
         )
+        run = report.run
+        if trec_run:
+            write_run(run, trec_run)
+        if qrels_out:
+            write_qrels(run, qrels_out)
+        if save:
+            save_run(Path(run.kb), save, run, replace=replace)
+            say("saved:", "green", f"run {save} in {run.kb}")
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
     else:
         console.print(render_table(report))
+
+
+def _contender(reference: str, mode: str, kb: Optional[Path]):
+    """``NAME[:MODE][@KB_FOLDER]`` as a comparison's side."""
+    from qa.compare import Contender
+    from qa.runstore import find_run
+
+    head, at, folder = reference.partition("@")
+    name, _, named_mode = head.partition(":")
+    if named_mode and named_mode not in MODES:
+        raise QueryError(f"{reference}: unknown mode {named_mode!r}: choose one of {', '.join(MODES)}")
+    run = find_run(f"{name}{at}{folder}", kb or default_kb_dir())
+    return Contender(name, named_mode or mode, run)
+
+
+@eval_app.command("compare")
+def compare_runs(
+    runs: list[str] = typer.Argument(..., help="Saved runs, NAME[:MODE][@KB_FOLDER]; the first is the baseline."),
+    kb: Optional[Path] = KbOption,
+    mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode of runs named without one."),
+    metric: str = typer.Option("mrr@10", "--metric", help="Metric the changed questions are ranked by."),
+    test: str = typer.Option("fisher", "--test", help="fisher (randomisation) | student (paired t-test)."),
+    max_p: float = typer.Option(0.05, "--max-p", min=0.0, max=1.0, help="Significance level."),
+    top: int = typer.Option(10, "--top", min=0, help="How many changed questions to show."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Saved runs side by side with a paired significance test, wins/losses/ties, changed questions."""
+    from qa.compare import compare
+    from qa.eval_report import render_changed, render_comparison
+
+    with friendly_errors():
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        contenders = [_contender(reference, mode, kb) for reference in runs]
+        comparison = compare(contenders, stat_test=test, max_p=max_p, key_metric=metric, top=top)
+    if as_json:
+        print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=1))
+        return
+    console.print(render_comparison(comparison))
+    if comparison.changed:
+        console.print(render_changed(comparison))
+
+
+@app.command("runs")
+def runs_list(
+    kb: Optional[Path] = KbOption,
+    delete: Optional[str] = typer.Option(None, "--delete", help="Delete this saved run (of --kb)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Saved evaluation runs: the knowledge base's and those of test sets' cached knowledge bases."""
+    from qa.eval_report import render_runs
+    from qa.runstore import catalogue, delete_run
+
+    with friendly_errors():
+        folder = kb or default_kb_dir()
+        if delete:
+            delete_run(folder, delete)
+            say("deleted:", "yellow", f"run {delete} in {folder}")
+            return
+        found = catalogue(folder)
+    if as_json:
+        print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=1))
+    else:
+        console.print(render_runs(found))
+
+
+@app.command("judgments")
+def judgments(
+    kb: Optional[Path] = KbOption,
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Export as a JSONL test set (the format of corpus/seeds/queries.jsonl)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="Export as TREC qrels (chunk ids, relevance 1 or 0)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Relevance judgments made in the web app; export them as a test set or qrels."""
+    from qa import judgments as judged
+
+    with friendly_errors():
+        folder = kb or default_kb_dir()
+        if jsonl:
+            say("wrote:", "green", f"{jsonl}: {judged.export_jsonl(folder, jsonl)} questions")
+        if qrels:
+            say("wrote:", "green", f"{qrels}: {judged.export_qrels(folder, qrels)} judgments")
+        found = judged.summary(folder)
+    if as_json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+    elif not (jsonl or qrels):
+        console.print(f"{found['questions']} questions judged: {found['relevant']} passages relevant, "
+                      f"{found['not_relevant']} not relevant, {found['should_abstain']} should be abstained on")
 
 
 @app.command()
