@@ -24,6 +24,7 @@ COMPARED = (*(m.replace("hit_rate@", "hit@") for m in METRICS), "answer_hit")  #
 LABELS = "abcdefghijklmnop"
 SUPERSCRIPTS = dict(zip(LABELS, "ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖ"))  # ranx's markers: significantly better than run x
 SHOWN = 10  # chunks of each ranking shown for a changed question
+ANSWER_QUALITY = ("citation_precision", "abstain_on_topic", "abstain_off_topic")  # per run, from its own metrics
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Contender:
     @property
     def title(self) -> str:
         return f"{self.name}:{self.mode}"
+
+    def quality(self, name: str) -> float | None:
+        """An answer-quality figure of the whole run (its own questions, off-topic ones included)."""
+        return self.run.metrics.get(self.mode, {}).get(name)
 
 
 @dataclass
@@ -79,8 +84,7 @@ class Comparison:
                 {"label": c.label, "name": c.name, "mode": c.mode, "kb": c.run.kb, "generation": c.run.generation,
                  "chunk_size": c.run.settings.get("chunk_size"), "test_set": c.run.test_set,
                  "metrics": {m: _round(self.means[c.label][m]) for m in self.metrics},
-                 "answer_quality": {k: c.run.metrics.get(c.mode, {}).get(k) for k in
-                                    ("answer_hit", "citation_precision", "abstain_on_topic", "abstain_off_topic")},
+                 "answer_quality": {k: c.quality(k) for k in ("answer_hit", *ANSWER_QUALITY)},
                  "better_than": {m: self.better_than(c.label, m) for m in self.metrics}}
                 for c in self.contenders
             ],

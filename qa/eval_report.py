@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from qa.compare import SUPERSCRIPTS
+from qa.compare import ANSWER_QUALITY, SUPERSCRIPTS
 
 if TYPE_CHECKING:
     from qa.compare import Comparison
@@ -57,6 +57,10 @@ def render_comparison(comparison: Comparison) -> Table:
             cells += [f"{delta:+.3f}{star}", f"{test_result['p_value']:.4f}",
                       f"{record['wins']}/{record['losses']}/{record['ties']}"]
         table.add_row(metric, *cells)
+    for name in ANSWER_QUALITY:  # no paired test: not a per-question score of the shared questions
+        values = [c.quality(name) for c in comparison.contenders]
+        if any(v is not None for v in values):
+            table.add_row(name, *("—" if v is None else f"{v:.3f}" for v in values), *[""] * (3 * len(others)))
     return table
 
 

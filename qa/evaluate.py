@@ -16,6 +16,7 @@ import hashlib
 import re
 from dataclasses import asdict
 from datetime import datetime, timezone
+from functools import cached_property
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,8 +97,12 @@ class EvalRun:
     def modes(self) -> list[str]:
         return list(self.results)
 
+    @cached_property
+    def _by_id(self) -> dict[str, EvalQuery]:
+        return {q.id: q for q in self.queries}
+
     def query(self, query_id: str) -> EvalQuery:
-        return next(q for q in self.queries if q.id == query_id)
+        return self._by_id[query_id]
 
     def units(self, mode: str, query_id: str, depth: int | None = None) -> dict[str, float]:
         """The ranked units (chunks, or documents) of one question, as ranx reads them."""

@@ -93,6 +93,13 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_free(kb_dir: Path, name: str) -> None:
+    """Refuse a taken name before an evaluation is run, not after."""
+    check_name(name)
+    if any(s.name == name for s in list_runs(kb_dir)):
+        raise WorkbenchError(f"{kb_dir}: a run named {name!r} is already saved (pick another name, or delete it first)")
+
+
 def save_run(kb_dir: Path, name: str, run: EvalRun, replace: bool = False) -> None:
     """Store ``run`` as ``name`` in one transaction; an existing name is refused unless ``replace``."""
     check_name(name)

@@ -51,6 +51,7 @@ def write_lines(path: Path, lines: list[str]) -> None:
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # as an ordinary new file (mkstemp makes it private)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.writelines(lines)
             out.flush()
@@ -59,6 +60,12 @@ def write_lines(path: Path, lines: list[str]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_run(run: EvalRun, path: Path) -> None:

@@ -278,8 +278,8 @@ def evaluate(
 ) -> None:
     """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, citation precision, abstention."""
     from qa.eval_report import render_table
-    from qa.evaluate import evaluate_file
-    from qa.runstore import check_name, save_run
+    from qa.evaluate import beir_kb_dir, evaluate_file
+    from qa.runstore import check_free, check_name, save_run
     from qa.trec import write_qrels, write_run
 
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
@@ -287,6 +287,9 @@ def evaluate(
             raise DataFileError("give a test set FILE (a JSONL query file or a BEIR folder), or --judged")
         if save:
             check_name(save)
+            if not replace:  # a taken name fails now, before the evaluation
+                beir = queries is not None and (queries / "corpus.jsonl").is_file() and kb is None
+                check_free(beir_kb_dir(queries, chunk_size, model) if beir else kb or default_kb_dir(), save)
         report = evaluate_file(
             queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress,
             allow_network=allow_network, chunk_size=chunk_size, qrels=qrels, judged=judged,

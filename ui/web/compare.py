@@ -14,7 +14,7 @@ import pandas as pd
 
 from corpus.chunking import ChunkSettings
 from corpus.errors import WendaoError
-from qa.compare import Comparison, Contender, compare, recall_curve
+from qa.compare import ANSWER_QUALITY, Comparison, Contender, compare, recall_curve
 from qa.evaluate import evaluate
 from qa.runstore import RunSummary, catalogue, find_run
 from qa.service import Wendao
@@ -77,7 +77,11 @@ def metrics_frame(comparison: Comparison) -> pd.DataFrame:
             row["显著"] = ("▲" if delta > 0 else "▼") if test["significant"] else "—"
             row["胜/负/平"] = f"{record['wins']}/{record['losses']}/{record['ties']}"
         rows.append(row)
-    return pd.DataFrame(rows)
+    for name in ANSWER_QUALITY:
+        values = {f"{c.label}: {c.title}": c.quality(name) for c in comparison.contenders}
+        if any(v is not None for v in values.values()):
+            rows.append({"指标": name, **{k: "—" if v is None else f"{v:.3f}" for k, v in values.items()}})
+    return pd.DataFrame(rows).fillna("")
 
 
 def delta_frame(comparison: Comparison) -> pd.DataFrame:
