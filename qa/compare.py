@@ -207,15 +207,23 @@ def question_view(comparison: Comparison, query_id: str) -> dict:
 
 
 def ranking_view(contender: Contender, query_id: str, shown: int = SHOWN) -> list[dict]:
+    """A question's top ``shown`` units as the metrics saw them: chunks, or (judged by documents)
+    each document once, at its best chunk."""
     run = contender.run
     gold = run.gold[query_id]
     by_documents = judged_by_documents(run.query(query_id))
     result = run.results[contender.mode][query_id]
-    return [
-        {"rank": rank, "chunk_id": r.chunk_id, "doc_id": r.doc_id, "score": r.score,
-         "relevant": (r.doc_id if by_documents else r.chunk_id) in gold, "text": result.snippets.get(r.chunk_id, "")}
-        for rank, r in enumerate(result.ranked[:shown], 1)
-    ]
+    view, seen = [], set()
+    for r in result.ranked:
+        unit = r.doc_id if by_documents else r.chunk_id
+        if unit in seen:
+            continue
+        seen.add(unit)
+        view.append({"rank": len(view) + 1, "chunk_id": r.chunk_id, "doc_id": r.doc_id, "score": r.score,
+                     "relevant": unit in gold, "text": result.snippets.get(r.chunk_id, "")})
+        if len(view) == shown:
+            break
+    return view
 
 
 def recall_curve(run: EvalRun, mode: str, query_ids: list[str], ks: tuple[int, ...]) -> dict[int, float]:

@@ -84,10 +84,11 @@ def render_changed(comparison: Comparison, shown: int = 5) -> Table:
 
 
 def _short(chunk_id: str) -> str:
-    """``0123456789abcdef.txt#12`` as ``0123456789…#12``: the chunk number stays readable."""
+    """A long chunk id by the end of its document id and its chunk number (``…f1498d14#0``):
+    document ids of one set usually share their beginning."""
     doc, mark, number = chunk_id.rpartition("#")
     doc = doc if mark else chunk_id
-    return (doc if len(doc) <= 12 else doc[:10] + "…") + (f"#{number}" if mark else "")
+    return (doc if len(doc) <= 14 else "…" + doc[-12:]) + (f"#{number}" if mark else "")
 
 
 def render_runs(runs: list[RunSummary]) -> Table:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import asdict
-from datetime import datetime, timezone
-from functools import cached_property
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 from platformdirs import user_cache_dir
