@@ -2,6 +2,7 @@
 runs, the questions that changed most, the saved runs."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -92,11 +93,13 @@ def _short(chunk_id: str) -> str:
 
 
 def render_runs(runs: list[RunSummary]) -> Table:
+    """One row per saved run (``--json`` has the full paths and every metric)."""
     table = Table(title=f"{len(runs)} saved run(s)")
-    for column in ("name", "created", "test set", "chunk size", "questions", "modes", "mrr@10", "knowledge base"):
+    for column in ("name", "created (UTC)", "test set", "chunk size", "questions", "mrr@10 by mode", "knowledge base"):
         table.add_column(column)
     for run in runs:
-        mrr = " ".join(f"{m[0]}:{row.get('mrr@10', 0) or 0:.3f}" for m, row in run.metrics.items())
-        table.add_row(run.name, run.created, run.test_set, str(run.chunk_size or ""), str(run.queries),
-                      ",".join(run.modes), mrr, run.kb)
+        mrr = "\n".join(f"{mode} {row.get('mrr@10') or 0:.3f}" for mode, row in run.metrics.items())
+        test_set = "/".join(Path(run.test_set).parts[-2:]) if run.test_set else ""
+        table.add_row(run.name, run.created[:16].replace("T", " "), test_set, str(run.chunk_size or ""),
+                      str(run.queries), mrr, Path(run.kb).name)
     return table

@@ -327,7 +327,7 @@ def compare_runs(
     kb: Optional[Path] = KbOption,
     mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode of runs named without one."),
     metric: str = typer.Option("mrr@10", "--metric", help="Metric the changed questions are ranked by."),
-    test: str = typer.Option("fisher", "--test", help="fisher (randomisation) | student (paired t-test)."),
+    test: str = typer.Option("student", "--test", help="student (paired t-test) | fisher (randomisation)."),
     max_p: float = typer.Option(0.05, "--max-p", min=0.0, max=1.0, help="Significance level."),
     top: int = typer.Option(10, "--top", min=0, help="How many changed questions to show."),
     as_json: bool = JsonOption,

@@ -164,7 +164,7 @@ def run_compare(service: Wendao, first: str | None, second: str | None, mode: st
         comparison = compare([baseline, other])
     except (WendaoError, OSError) as error:
         return render.error_html("", error), *empty
-    status = (f"{len(comparison.query_ids)} 个问题；检验：Fisher 随机化检验，p ≤ {comparison.max_p:g} 视为显著；"
+    status = (f"{len(comparison.query_ids)} 个问题；检验：配对 t 检验，p ≤ {comparison.max_p:g} 视为显著；"
               f"{comparison.key_metric} 变化最大的 {len(comparison.changed)} 个问题列在下方，点击一行可并排查看两次检索结果。")
     return (render.message_html(status, "info"), metrics_frame(comparison), delta_frame(comparison),
             curve_frame(comparison), changed_frame(comparison), comparison)
