@@ -58,7 +58,7 @@ def build(service: Wendao) -> None:
             if examples:
                 gr.Examples(examples=[[q] for q in examples], inputs=[question], label="示例问题")
             answer = gr.HTML(elem_id="wd-answer")
-            shown = gr.State(None)
+            shown = gr.Textbox(visible=False)  # what is shown, for judging (ui.web.judge)
             picker = judge.build(service, "wd-judge", "ask", shown, abstain=True)
             cards = gr.HTML(elem_id="wd-cards")
         with gr.Column(scale=4):

@@ -7,6 +7,7 @@ those shows both rankings side by side with the gold passages highlighted.
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -108,24 +109,36 @@ def changed_frame(comparison: Comparison) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CHANGED_HEADERS)
 
 
-def rankings_html(comparison: Comparison, index: int) -> str:
+def detail_view(comparison: Comparison) -> str:
+    """What the changed-question detail needs, as JSON for a hidden textbox (a ``gr.State`` would
+    make Gradio hold a heartbeat stream open for every page)."""
+    return json.dumps({
+        "key_metric": comparison.key_metric,
+        "contenders": [{"label": c.label, "title": c.title} for c in comparison.contenders[:2]],
+        "changed": comparison.changed,
+    }, ensure_ascii=False)
+
+
+def rankings_html(view: dict, index: int) -> str:
     """One changed question: both rankings side by side, gold passages and gold strings highlighted."""
-    if not 0 <= index < len(comparison.changed):
+    changed = view.get("changed") or []
+    if not 0 <= index < len(changed):
         return ""
-    row = comparison.changed[index]
+    row = changed[index]
     gold = [g for g in row["gold"] if g]
     columns = []
-    for contender in comparison.contenders[:2]:
+    for contender in view["contenders"]:
+        label = contender["label"]
         items = []
-        for item in row["rankings"][contender.label]:
+        for item in row["rankings"][label]:
             text = render.highlight(item["text"], {"gold": _occurrences(item["text"], gold)})
             css = "wd-rank wd-gold" if item["relevant"] else "wd-rank"
             items.append(f'<li class="{css}" data-chunk="{html.escape(item["chunk_id"])}">'
-                         f'<span class="wd-n">#{item["rank"]}</span> <span class="wd-doc">{html.escape(item["chunk_id"])}</span>'
+                         f'<span class="wd-n">#{int(item["rank"])}</span> <span class="wd-doc">{html.escape(item["chunk_id"])}</span>'
                          f'<div class="wd-passage">{text}</div></li>')
-        score = row["scores"][contender.label]
-        columns.append(f'<div class="wd-ranking" data-run="{contender.label}"><h4>{contender.label}: {html.escape(contender.title)}'
-                       f'（{comparison.key_metric} {score:.3f}）</h4><ol>{"".join(items)}</ol></div>')
+        score = float(row["scores"][label])
+        columns.append(f'<div class="wd-ranking" data-run="{html.escape(label)}"><h4>{html.escape(label)}: {html.escape(contender["title"])}'
+                       f'（{html.escape(view["key_metric"])} {score:.3f}）</h4><ol>{"".join(items)}</ol></div>')
     head = (f'<div class="wd-question"><b>{html.escape(row["id"])}</b> {html.escape(row["question"])}'
             f'<br>标准答案：{html.escape("；".join(row["gold"]))}</div>')
     return f'<div class="wd-side-by-side">{head}<div class="wd-columns">{"".join(columns)}</div></div>'
@@ -152,7 +165,7 @@ def _contender(service: Wendao, reference: str, mode: str) -> Contender:
 
 def run_compare(service: Wendao, first: str | None, second: str | None, mode: str, progress: gr.Progress) -> tuple:
     """(status, metrics, delta chart, recall curve, changed questions, comparison state)."""
-    empty = (None, None, None, None, None)
+    empty = (None, None, None, None, "")
     if not first or not second:
         return render.message_html("请选择两个已保存的评测运行（命令行 wendao eval FILE --save NAME，或上方“保存为”）。"), *empty
     known = {reference for _, reference in run_choices(service)}
@@ -167,7 +180,7 @@ def run_compare(service: Wendao, first: str | None, second: str | None, mode: st
     status = (f"{len(comparison.query_ids)} 个问题；检验：配对 t 检验，p ≤ {comparison.max_p:g} 视为显著；"
               f"{comparison.key_metric} 变化最大的 {len(comparison.changed)} 个问题列在下方，点击一行可并排查看两次检索结果。")
     return (render.message_html(status, "info"), metrics_frame(comparison), delta_frame(comparison),
-            curve_frame(comparison), changed_frame(comparison), comparison)
+            curve_frame(comparison), changed_frame(comparison), detail_view(comparison))
 
 
 def build(service: Wendao, tab: gr.Tab) -> list[gr.Dropdown]:
@@ -186,16 +199,18 @@ def build(service: Wendao, tab: gr.Tab) -> list[gr.Dropdown]:
         curve = gr.LinePlot(x="k", y="recall", color="运行", y_lim=[0, 1], label="recall@k", elem_id="wd-cmp-curve")
     changed = gr.Dataframe(label="变化最大的问题（点击一行查看两次检索结果）", interactive=False, wrap=True, elem_id="wd-cmp-changed")
     detail = gr.HTML(elem_id="wd-cmp-detail")
-    state = gr.State(None)
+    state = gr.Textbox(visible=False)  # the changed questions' detail (detail_view)
 
     def start_compare(first_, second_, mode_, progress=gr.Progress()):
         return run_compare(service, first_, second_, mode_, progress)
 
-    def pick(comparison: Comparison | None, event: gr.SelectData) -> str:
-        if comparison is None or event.index is None:
+    def pick(view: str | None, event: gr.SelectData) -> str:
+        try:
+            shown = json.loads(view or "{}")
+            row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
+            return rankings_html(shown, int(row))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             return ""
-        row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
-        return rankings_html(comparison, int(row))
 
     start.click(start_compare, [first, second, mode], [status, metrics, deltas, curve, changed, state],
                 api_visibility="private", **concurrency.EVALUATION)

@@ -2,17 +2,20 @@
 not relevant, or the question as one wendao should abstain on (``qa.judgments`` stores them with
 the knowledge base; ``wendao judgments`` exports them, ``wendao eval --judged`` evaluates on them).
 
-The tab keeps what it last showed (the question and its passages) in a ``gr.State``; the
-controls name a passage by its number there, so a judgment always refers to a passage the user saw.
+The tab keeps what it last showed (the question and its passages' chunk ids, as JSON) in a
+hidden textbox: a ``gr.State`` would make Gradio hold a heartbeat stream open for every page. The
+passage is looked up in the knowledge base by its chunk id, so a client can only judge stored
+passages, with the knowledge base's own span and text.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
 
 import gradio as gr
 
 from corpus.errors import WendaoError
 from qa.judgments import PassageJudgment, judge_passage, judge_question
+from corpus.records import Chunk
 from qa.retrieve import SearchHit
 from qa.service import Wendao
 from ui.web import render
@@ -21,30 +24,47 @@ NOTHING_SHOWN = "请先提问或检索，再标注段落。"
 NO_PASSAGE = "请先选择要标注的段落。"
 
 
-@dataclass
-class Shown:
-    """What a tab last showed: the question and its passages (label, hit) in display order."""
-
-    question: str = ""
-    passages: list[tuple[str, SearchHit]] = field(default_factory=list)
-
-
-def shown(question: str, labelled_hits: list[tuple[str, SearchHit]]) -> tuple[Shown, dict]:
-    """The tab's new state and the passage picker's update."""
+def shown(question: str, labelled_hits: list[tuple[str, SearchHit]]) -> tuple[str, dict]:
+    """What the tab now shows (JSON for the hidden textbox) and the passage picker's update."""
     choices = [(f"{label} {hit.document.title or hit.chunk.doc_id}：{hit.chunk.text[:24]}…", index)
                for index, (label, hit) in enumerate(labelled_hits)]
-    return Shown(question, labelled_hits), gr.update(choices=choices, value=0 if choices else None)
+    state = {"question": question, "passages": [[label, hit.chunk.chunk_id] for label, hit in labelled_hits]}
+    return json.dumps(state, ensure_ascii=False), gr.update(choices=choices, value=0 if choices else None)
 
 
-def mark_passage(service: Wendao, state: Shown | None, index: int | None, relevant: bool, origin: str) -> str:
-    if state is None or not state.passages:
-        return render.message_html(NOTHING_SHOWN)
-    if index is None or not 0 <= int(index) < len(state.passages):
-        return render.message_html(NO_PASSAGE)
-    label, hit = state.passages[int(index)]
-    chunk = hit.chunk
+def _read(state: str | None) -> dict:
     try:
-        judge_passage(service.kb_dir, PassageJudgment(state.question, chunk.doc_id, chunk.start, chunk.end,
+        value = json.loads(state or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _stored_chunk(service: Wendao, chunk_id: str) -> Chunk | None:
+    """The knowledge base's chunk of that id (its document's chunks are read by the id's prefix)."""
+    doc_id = chunk_id.rpartition("#")[0]
+    if not doc_id or service.document(doc_id) is None:
+        return None
+    return next((c for c in service.snapshot().chunks_of(doc_id) if c.chunk_id == chunk_id), None)
+
+
+def mark_passage(service: Wendao, state: str | None, index: int | None, relevant: bool, origin: str) -> str:
+    shown_now = _read(state)
+    passages, question = shown_now.get("passages") or [], str(shown_now.get("question") or "")
+    if not passages or not question:
+        return render.message_html(NOTHING_SHOWN)
+    try:
+        index = int(index)
+    except (TypeError, ValueError):
+        return render.message_html(NO_PASSAGE)
+    if not 0 <= index < len(passages):
+        return render.message_html(NO_PASSAGE)
+    label, chunk_id = (str(v) for v in passages[index][:2])
+    try:
+        chunk = _stored_chunk(service, chunk_id)
+        if chunk is None:
+            return render.message_html("这个段落已不在知识库中，无法标注。")
+        judge_passage(service.kb_dir, PassageJudgment(question, chunk.doc_id, chunk.start, chunk.end,
                                                       chunk.chunk_id, chunk.text, relevant, origin))
     except (WendaoError, OSError) as error:
         return render.error_html("标注失败：", error)
@@ -52,17 +72,18 @@ def mark_passage(service: Wendao, state: Shown | None, index: int | None, releva
     return render.message_html(f"已标注：{label} {chunk.doc_id} [{chunk.start}:{chunk.end}] 与问题{verdict}。", "info")
 
 
-def mark_abstain(service: Wendao, state: Shown | None) -> str:
-    if state is None or not state.question:
+def mark_abstain(service: Wendao, state: str | None) -> str:
+    question = str(_read(state).get("question") or "")
+    if not question:
         return render.message_html(NOTHING_SHOWN)
     try:
-        judge_question(service.kb_dir, state.question, True)
+        judge_question(service.kb_dir, question, True)
     except (WendaoError, OSError) as error:
         return render.error_html("标注失败：", error)
     return render.message_html("已标注：这个问题应当拒答（文档中没有答案）。", "info")
 
 
-def build(service: Wendao, prefix: str, origin: str, state: gr.State, abstain: bool) -> gr.Dropdown:
+def build(service: Wendao, prefix: str, origin: str, state: gr.Textbox, abstain: bool) -> gr.Dropdown:
     """The controls (a passage picker, 相关 / 不相关, and 应拒答 where ``abstain``); returns the picker."""
     with gr.Accordion("标注（用于评测）", open=False, elem_id=f"{prefix}-panel"):
         with gr.Row():

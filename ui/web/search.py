@@ -54,7 +54,7 @@ def build(service: Wendao) -> gr.Dropdown:
                 elem_id="wd-search-docs",
             )
             submit = gr.Button("检索", variant="primary", elem_id="wd-search")
-            shown = gr.State(None)
+            shown = gr.Textbox(visible=False)  # what is shown, for judging (ui.web.judge)
             picker = judge.build(service, "wd-search-judge", "search", shown, abstain=False)
             results = gr.HTML(elem_id="wd-search-results")
         with gr.Column(scale=4):
