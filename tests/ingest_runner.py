@@ -1,4 +1,4 @@
-"""``python tests/ingest_runner.py KB LOG UNITS PATH...``: ingest PATHs into KB with the real
+"""``python tests/ingest_runner.py KB LOG UNITS PATH...|--reindex``: ingest PATHs into KB (or reindex it) with the real
 default model, committing every UNITS sentence units (the tests use fewer than the default to
 get several commits out of a small ingest), appending the number of texts of every embedding call to LOG *before* it runs (so a
 killed run's work in flight is counted too). The kill/resume and concurrency tests run it."""
@@ -21,12 +21,12 @@ class CountingEmbedder:
         self._inner = inner
         self._log = log
 
-    def encode_documents(self, texts):
+    def encode_documents(self, texts, *args, **kwargs):
         with self._log.open("a") as handle:
             handle.write(f"{len(texts)}\n")
             handle.flush()
             os.fsync(handle.fileno())
-        return self._inner.encode_documents(texts)
+        return self._inner.encode_documents(texts, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -38,7 +38,8 @@ def main() -> None:
 
     index.ingest.COMMIT_UNITS = int(units)
     embedder = CountingEmbedder(load_embedder(), Path(log))
-    report = Wendao(kb_dir=Path(kb), embedder=embedder).ingest([Path(p) for p in paths])
+    service = Wendao(kb_dir=Path(kb), embedder=embedder)
+    report = service.reindex() if paths == ["--reindex"] else service.ingest([Path(p) for p in paths])
     print(f"done {report.documents} {report.chunks} {report.encoded_chunks}", flush=True)
 
 

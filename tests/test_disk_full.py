@@ -34,6 +34,7 @@ import index.segments as segments_module
 import index.vectors as vectors_module
 from corpus.pipeline import seed_paths
 from corpus.records import Chunk, Document
+from index.embed_cache import CACHE_DB
 from index.model import CACHE_ENV, DEFAULT_MODEL
 from index.segments import FORMAT_VERSION, SegmentStore
 from index.store import IndexSettings, KnowledgeBaseError
@@ -92,11 +93,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def tree(kb: Path) -> dict[str, int]:
     """Every file and folder under ``kb`` with its size: what a failed write must not change
     (SQLite's own journal files come and go with its connections; the records they hold are
-    compared by ``kb_state``)."""
+    compared by ``kb_state``; the embedding cache may run ahead of the records by design,
+    ``index.embed_cache``)."""
     return {
         str(p.relative_to(kb)): p.stat().st_size if p.is_file() else -1
         for p in sorted(kb.rglob("*"))
-        if p.name != "write.lock" and not p.name.endswith(("-wal", "-shm"))
+        if p.name not in ("write.lock", CACHE_DB) and not p.name.endswith(("-wal", "-shm"))
     }
 
 
@@ -108,7 +110,7 @@ def kb_state(kb: Path) -> tuple[str, dict[str, str], int]:
 def no_leftovers(store: SegmentStore) -> None:
     """Only records, committed segments (of the kept commits) and the lock: nothing staged or orphaned."""
     names = {p.name for p in store.root.iterdir() if not p.name.endswith(("-wal", "-shm"))}
-    assert names <= {"records.db", "segments", "write.lock", "originals"}, names
+    assert names <= {"records.db", "segments", "write.lock", "originals", CACHE_DB}, names
     assert {p.name for p in (store.root / "segments").iterdir()} == store.kept_segments()
 
 

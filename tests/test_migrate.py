@@ -60,3 +60,50 @@ def test_old_format_is_converted_without_reembedding(seed_service: Wendao, embed
             np.testing.assert_allclose([h.score for h in found], [h.score for h in expected], rtol=tolerance)
             if mode == "hybrid":
                 np.testing.assert_allclose([h.dense for h in found], [h.dense for h in expected], rtol=1e-6)
+
+
+def test_old_format_page_layouts_survive_conversion_and_reindex(embedder, tmp_path: Path):
+    """A PDF's page layout (where each character stands on its page) written by the old format
+    is carried into the new one both by the conversion on open and by ``reindex`` run on the
+    old folder itself; its original file stays readable, and no old folder is left."""
+    import shutil
+
+    from index.pagestore import ORIGINALS, PAGES_FILE
+    from tests.scan_samples import make_text_pdf
+
+    pdf = tmp_path / "docs" / "scan.pdf"
+    pdf.parent.mkdir()
+    make_text_pdf(pdf)
+    new = Wendao(kb_dir=tmp_path / "new", embedder=embedder)
+    new.ingest([pdf])
+    source = new.snapshot()
+    documents = dict(source.documents.items())
+    chunks = list(source.chunks)
+    layout = source.records.layout_line("scan.pdf")
+    assert layout and documents["scan.pdf"].pages
+
+    for name in ("converted", "reindexed"):
+        kb = tmp_path / name
+        old = KnowledgeBaseStore(kb)
+        with old.lock():
+            old.write(replace(source.settings, format_version=2), documents, chunks, source.embeddings,
+                      [lexical_tokens(documents[c.doc_id], c) for c in chunks],
+                      extra=lambda folder: (folder / PAGES_FILE).write_text(layout + "\n", encoding="utf-8"))
+        shutil.copytree(tmp_path / "new" / ORIGINALS, kb / ORIGINALS)
+        assert SegmentStore(kb).legacy()
+
+    counting = CountingEmbedder(embedder)
+    converted = Wendao(kb_dir=tmp_path / "converted", embedder=counting)
+    assert converted.page_layout("scan.pdf") == new.page_layout("scan.pdf")
+    assert converted.original("scan.pdf") == pdf.read_bytes()
+    assert counting.documents == 0
+
+    reindexed = Wendao(kb_dir=tmp_path / "reindexed", embedder=embedder)
+    reindexed.reindex()
+    assert not SegmentStore(tmp_path / "reindexed").legacy()
+    assert not list((tmp_path / "reindexed").glob("gen-*")) and not (tmp_path / "reindexed" / "CURRENT").exists()
+    assert reindexed.page_layout("scan.pdf") == new.page_layout("scan.pdf")
+    assert reindexed.original("scan.pdf") == pdf.read_bytes()
+    assert [c.chunk_id for c in reindexed.snapshot().chunks] == [c.chunk_id for c in chunks]
+    question = documents["scan.pdf"].text[40:60]
+    assert reindexed.search(question, mode="hybrid", k=1)[0][0].chunk.chunk_id == new.search(question, mode="hybrid", k=1)[0][0].chunk.chunk_id

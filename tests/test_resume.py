@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.embed_cache import CACHE_DB
 from index.ingest import ENCODE_BATCH
 from index.segments import SegmentStore
 from qa.service import Wendao
@@ -118,6 +119,59 @@ def test_kill_9_at_several_points_then_resume(tmp_path: Path, embedder):
     assert units <= embedded <= units + len(plans) * batch, (units, embedded)
     assert leftovers(kb) == []  # the last writer swept what the killed ones left
     assert max(seen_leftovers) <= 1  # at most the one segment a kill interrupted, never growing
+
+
+def cached_units(kb: Path) -> int:
+    """Vectors in the knowledge base's embedding cache (read-only, beside the writer)."""
+    if not (kb / CACHE_DB).is_file():
+        return 0
+    try:
+        connection = sqlite3.connect(f"file:{kb / CACHE_DB}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(connection.execute("SELECT count(*) FROM vectors").fetchone()[0])
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_one_long_document_and_reindex_resume_after_kill(tmp_path: Path, embedder):
+    """A single document of ~400 sentence units (committed as one segment, so readers never see
+    half of it) and a ``reindex`` are both killed in the middle of their embedding and run again:
+    the second run embeds only what the first had not finished (each forward pass is kept in the
+    embedding cache as it ends), the document is committed once and nothing is left behind."""
+    lines = [f"{SENTENCES[n % len(SENTENCES)][:-1]}，第{n}条。" for n in range(400)]
+    path = tmp_path / "docs" / "长文档.txt"
+    path.parent.mkdir()
+    path.write_text("长文档\n" + "\n".join("".join(lines[i : i + 5]) for i in range(0, len(lines), 5)) + "\n", encoding="utf-8")
+    kb = tmp_path / "kb"
+
+    for step, args in (("ingest", [path]), ("reindex", ["--reindex"])):
+        if step == "reindex":  # a knowledge base whose cache is gone (written before it existed)
+            for name in (CACHE_DB, f"{CACHE_DB}-wal", f"{CACHE_DB}-shm"):
+                (kb / name).unlink(missing_ok=True)
+        before = commits(kb)
+        first_log, second_log = tmp_path / f"{step}-1.log", tmp_path / f"{step}-2.log"
+        process = subprocess.Popen([sys.executable, str(RUNNER), str(kb), str(first_log), "256", *map(str, args)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        kill_when(process, lambda: cached_units(kb) >= 128, timeout=900)
+        cached = cached_units(kb)
+        assert commits(kb) == before  # killed before its one commit: the knowledge base as it was
+        final = subprocess.run([sys.executable, str(RUNNER), str(kb), str(second_log), "256", *map(str, args)],
+                               capture_output=True, text=True, timeout=600)
+        assert final.returncode == 0, final.stderr[-2000:]
+        snapshot = SegmentStore(kb).load()
+        units = int(snapshot.unit_counts.sum())
+        assert units >= 400 and list(snapshot.documents) == ["长文档.txt"]
+        assert len({c.chunk_id for c in snapshot.chunks}) == len(snapshot.chunks)
+        embedded_again = sum(int(n) for n in second_log.read_text().split())
+        assert embedded_again <= units - cached, (step, units, cached, embedded_again)  # the cached work was kept
+        embedded_first = sum(int(n) for n in first_log.read_text().split())
+        assert embedded_first <= cached + ENCODE_BATCH  # the kill lost at most the pass in flight
+        assert leftovers(kb) == []
+    service = Wendao(kb_dir=kb, embedder=embedder)
+    hits, _ = service.search("第217条", mode="lexical", k=1)
+    assert "第217条" in hits[0].chunk.text
 
 
 def test_readers_during_a_write_and_two_writers(seed_kb_copy: Path, embedder, tmp_path: Path):

