@@ -291,7 +291,10 @@ def test_scanned_pdf_citation_is_boxed_on_the_page_image(page, server, tmp_path)
 def choose(page, component: str, starts_with: str) -> None:
     """Pick the option of a gr.Dropdown whose label starts with ``starts_with`` (the selected
     option's text starts with a ✓)."""
-    page.locator(f"#{component} input").click()
+    box = page.locator(f"#{component} input")
+    if box.input_value().startswith(starts_with):
+        return  # already chosen (clicking it again would leave the list open)
+    box.click()
     page.get_by_role("option").filter(has_text=re.compile(r"^[✓\s]*" + re.escape(starts_with))).first.click()
 
 
