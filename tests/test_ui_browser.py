@@ -305,14 +305,14 @@ def judge(page, prefix: str, passage: str | None, button: str) -> str:
         panel.get_by_text("标注（用于评测）").click()
     if passage:
         choose(page, f"{prefix}-passage", passage)
-    status = page.locator(f"#{prefix}-status")
-    before = status.inner_text()
     page.click(f"#{prefix}-{button}")
+    expected = {"relevant": [f"已标注：{passage}", "与问题相关"], "irrelevant": [f"已标注：{passage}", "与问题不相关"],
+                "abstain": ["已标注：这个问题应当拒答"]}[button]
     page.wait_for_function(
-        "([id, old]) => { const t = document.querySelector(id).innerText; return t.includes('已标注') && t !== old; }",
-        arg=[f"#{prefix}-status", before],
+        "([id, parts]) => parts.every(p => document.querySelector(id).innerText.includes(p))",
+        arg=[f"#{prefix}-status", expected],
     )
-    return status.inner_text()
+    return page.locator(f"#{prefix}-status").inner_text()
 
 
 def test_judgments_made_in_the_app_become_a_test_set(page, server, tmp_path):
