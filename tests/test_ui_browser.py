@@ -388,7 +388,9 @@ def test_compare_tab_shows_two_saved_runs_side_by_side(page, server):
     page.locator("#wd-cmp-delta canvas, #wd-cmp-delta svg").first.wait_for()
     page.locator("#wd-cmp-curve canvas, #wd-cmp-curve svg").first.wait_for()
     first = expected.changed[0]
-    page.locator("#wd-cmp-changed td:visible").filter(has_text=first["question"][:12]).first.click()
+    question = page.locator('#wd-cmp-changed [data-testid="cell-0-1"]')  # first row, the question
+    assert question.inner_text().strip() == first["question"]
+    question.click()
     detail = page.locator("#wd-cmp-detail")
     detail.locator(".wd-ranking").nth(1).wait_for()
     assert first["id"] in detail.locator(".wd-question").inner_text()
