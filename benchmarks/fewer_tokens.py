@@ -11,7 +11,9 @@ over the same chunks (the set's documents prepared by the library's chunker):
 * ``sentence+title``: a shorter prefix, the title only;
 * ``late chunking``: one pass per chunk, ``title > heading`` once in front of the whole chunk,
   each sentence's vector the mean of its own tokens' embeddings in that pass (token-span mean
-  pooling; a chunk over the model's window falls back to the default for its sentences).
+  pooling; a chunk over the model's window falls back to the default for its sentences);
+* ``late chunking+prefix``: the same pass, each sentence's mean also over the prefix's
+  tokens (prompt, title, heading, specials), as a per-sentence pass pools them.
 
 For each: tokens embedded, encode seconds (units/s, chars/s), and dense and hybrid MRR@10 /
 hit@5 of a knowledge base written with those vectors (``Writer.replace_all``, the same records
@@ -52,8 +54,12 @@ def per_text(texts_of):
     return encode
 
 
-def late_chunking(embedder: Embedder, documents: dict[str, Document], chunks: list[Chunk]) -> tuple[np.ndarray, int]:
-    """One pass per chunk with its prefix once; each sentence = mean of its tokens (see the docstring)."""
+def late_chunking(
+    embedder: Embedder, documents: dict[str, Document], chunks: list[Chunk], with_prefix: bool = False
+) -> tuple[np.ndarray, int]:
+    """One pass per chunk with its prefix once; each sentence = mean of its tokens (see the
+    docstring), with the prefix's (prompt, title, heading, specials) too when ``with_prefix``:
+    what a per-sentence pass pools over."""
     import torch
 
     model, tokenizer = embedder.model, embedder.model.tokenizer
@@ -61,11 +67,12 @@ def late_chunking(embedder: Embedder, documents: dict[str, Document], chunks: li
     rows = np.cumsum([0] + [len(c.sentences) for c in chunks])
     out = np.zeros((int(rows[-1]), embedder.dimension), dtype=np.float32)
     tokens_total = 0
-    texts, spans, fallback = [], [], []
+    texts, spans, heads = [], [], []
     for number, chunk in enumerate(chunks):
         document = documents[chunk.doc_id]
         head = f"{prompt}{fold(f'{document.title} > {chunk.heading}')}\n"
         texts.append(head + fold(chunk.text))
+        heads.append(len(head))
         spans.append([(len(head) + s - chunk.start, len(head) + e - chunk.start) for s, e in chunk.sentences])
     encoded = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True, truncation=False, verbose=False)
     order = sorted(range(len(chunks)), key=lambda i: -len(encoded["input_ids"][i]))
@@ -80,8 +87,9 @@ def late_chunking(embedder: Embedder, documents: dict[str, Document], chunks: li
             offsets = np.array(encoded["offset_mapping"][i])
             tokens_total += len(offsets)
             real = offsets[:, 1] > offsets[:, 0]  # specials have empty spans
+            prefix = (offsets[:, 1] <= heads[i]) if with_prefix else np.zeros(len(offsets), dtype=bool)
             for unit, (a, b) in enumerate(spans[i]):
-                inside = real & (offsets[:, 0] < b) & (offsets[:, 1] > a)
+                inside = (real & (offsets[:, 0] < b) & (offsets[:, 1] > a)) | prefix
                 vector = token_vectors[slot, : len(offsets)][inside].mean(axis=0)
                 out[rows[i] + unit] = vector / np.linalg.norm(vector)
     if fallback:
@@ -100,6 +108,7 @@ VARIANTS = {
     "sentence+title+heading (default)": per_text(embedding_texts),
     "sentence+title": per_text(title_only),
     "late chunking": late_chunking,
+    "late chunking+prefix": lambda e, d, c: late_chunking(e, d, c, with_prefix=True),
 }
 
 

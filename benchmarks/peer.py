@@ -17,7 +17,8 @@ does) and the same questions, in one process, one after the other, on the same t
   characters of input per second, median of ``--ingest-runs`` (1 for a shared set);
 * query latency: one question at a time, top 10, wall time (wendao ``search`` in hybrid mode:
   plan, embedding, BM25, dense, fusion; the peer ``ensemble.invoke``), median and p95, the first
-  question not counted;
+  question not counted; ingests alternate between the systems and so does which one answers a
+  question first, so the machine's other load falls on both;
 * quality: MRR@10 and hit@5, judged by wendao's own rules (``qa.evaluate.gold`` / ``ranking``:
   a document ranks where its best chunk ranks; on the bundled questions a chunk is relevant
   when it holds a gold answer after folding).
@@ -30,8 +31,8 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from common import SEEDS, median_p95, open_set, present, print_json, print_markd
 from corpus.folding import fold  # noqa: E402  (common puts the repository on sys.path)
 from index.embedder import Embedder, load_embedder  # noqa: E402
 from qa.evaluate import gold, metric_scores, ranking  # noqa: E402
-from qa.testsets import EvalQuery, load_beir  # noqa: E402
+from qa.testsets import load_beir  # noqa: E402
 
 PEER_SEPARATORS = ["\n\n", "\n", "。", "！", "？", "；", "，", "、", ""]
 PEER_SIZE, PEER_OVERLAP = 250, 50
@@ -108,20 +109,6 @@ class Peer:
 
 
 # -- measuring -------------------------------------------------------------------------------
-def latency_and_quality(search, queries: list[EvalQuery], chunks, folded) -> dict:
-    """Per-question wall time (ms, the first not counted) and MRR@10 / hit@5 of ``search``."""
-    times, run, qrels = [], {}, {}
-    for number, query in enumerate(queries):
-        started = time.perf_counter()
-        ranked = search(query.question)
-        if number:
-            times.append((time.perf_counter() - started) * 1000)
-        qrels[query.id] = gold(query, chunks, folded)
-        run[query.id] = ranking(query, ranked, depth=TOP)
-    scores = metric_scores(qrels, run, ("mrr@10", "hit_rate@5"))
-    return {"query_ms": median_p95(times, 2), "mrr@10": scores["mrr@10"], "hit@5": scores["hit@5"]}
-
-
 def ingest_figures(runs: list[tuple[float, int]], characters: int) -> dict:
     seconds = statistics.median(s for s, _ in runs)
     chunks = runs[0][1]
@@ -129,27 +116,51 @@ def ingest_figures(runs: list[tuple[float, int]], characters: int) -> dict:
             "chunks_per_s": round(chunks / seconds, 2), "chars_per_s": round(characters / seconds, 1)}
 
 
-def wendao_side(name: str, embedder: Embedder, runs: int, folder: Path, characters: int) -> dict:
-    timings = []
+def wendao_ingest(name: str, embedder: Embedder, kb: Path):
+    """A fresh knowledge base of the set (timed by the caller); its service and questions."""
+    shutil.rmtree(kb, ignore_errors=True)
+    return open_set(name, kb_dir=kb, embedder=embedder)
+
+
+def side_by_side(name: str, embedder: Embedder, peer: Peer, runs: int, folder: Path) -> dict:
+    """Ingests alternate (wendao, peer, wendao, ...) and so do questions (one system first on
+    even questions, the other on odd ones): load that comes and goes on a shared machine falls
+    on both."""
+    documents = documents_of(name)
+    characters = sum(len(text) for _, _, text in documents)
+    mine, theirs = [], []
     for _ in range(runs):
-        kb = folder / "kb"
-        shutil.rmtree(kb, ignore_errors=True)
-        (service, queries), seconds = timed(lambda: open_set(name, kb_dir=kb, embedder=embedder))
-        timings.append((seconds, len(service.snapshot().chunks)))
+        (service, queries), seconds = timed(lambda: wendao_ingest(name, embedder, folder / "kb"))
+        mine.append((seconds, len(service.snapshot().chunks)))
+        count, seconds = timed(lambda: peer.ingest(documents))
+        theirs.append((seconds, count))
     queries = [q for q in queries if not q.off_topic]
-    snapshot = service.snapshot()
-    chunks = list(snapshot.chunks)
-    result = latency_and_quality(lambda q: [h.chunk for h in service.search(q, k=TOP)[0]], queries, chunks, [c.folded for c in chunks])
-    return {"ingest": ingest_figures(timings, characters), **result, "vectors": len(snapshot.embeddings)}
-
-
-def peer_side(name: str, peer: Peer, runs: int, characters: int, queries: list[EvalQuery]) -> dict:
-    timings = []
-    for _ in range(runs):
-        count, seconds = timed(lambda: peer.ingest(documents_of(name)))
-        timings.append((seconds, count))
-    result = latency_and_quality(peer.search, [q for q in queries if not q.off_topic], peer.chunks, peer.folded)
-    return {"ingest": ingest_figures(timings, characters), **result, "vectors": len(peer.chunks)}
+    chunks = list(service.snapshot().chunks)
+    systems = {
+        "wendao": (lambda q: [h.chunk for h in service.search(q, k=TOP)[0]], chunks, [c.folded for c in chunks]),
+        "peer": (peer.search, peer.chunks, peer.folded),
+    }
+    times = {s: [] for s in systems}
+    runs_of = {s: {} for s in systems}
+    qrels = {s: {} for s in systems}
+    for number, query in enumerate(queries):
+        for system in (("wendao", "peer") if number % 2 == 0 else ("peer", "wendao")):
+            search, its_chunks, folded = systems[system]
+            ranked, seconds = timed(lambda: search(query.question))
+            if number:  # the first question warms both up
+                times[system].append(seconds * 1000)
+            qrels[system][query.id] = gold(query, its_chunks, folded)
+            runs_of[system][query.id] = ranking(query, ranked, depth=TOP)
+    out = {"characters": characters, "documents": len(documents), "questions": len(queries)}
+    for system, ingests in (("wendao", mine), ("peer", theirs)):
+        scores = metric_scores(qrels[system], runs_of[system], ("mrr@10", "hit_rate@5"))
+        out[system] = {"ingest": ingest_figures(ingests, characters), "query_ms": median_p95(times[system], 2),
+                       "mrr@10": scores["mrr@10"], "hit@5": scores["hit@5"]}
+    out["wendao"]["vectors"] = len(service.snapshot().embeddings)
+    out["peer"]["vectors"] = len(peer.chunks)
+    out["ingest_chars_ratio"] = round(out["wendao"]["ingest"]["chars_per_s"] / out["peer"]["ingest"]["chars_per_s"], 3)
+    out["query_p50_ratio"] = round(out["wendao"]["query_ms"]["median"] / out["peer"]["query_ms"]["median"], 3)
+    return out
 
 
 def main() -> None:
@@ -170,15 +181,8 @@ def main() -> None:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in present(args.sets):
-            runs = args.ingest_runs if name == SEEDS else 1
-            characters = sum(len(text) for _, _, text in documents_of(name))
-            mine = wendao_side(name, embedder, runs, Path(tmp), characters)
-            _, queries = open_set(name, kb_dir=Path(tmp) / "kb", embedder=embedder)
-            theirs = peer_side(name, peer, runs, characters, queries)
-            results[name] = {"characters": characters, "documents": len(documents_of(name)), "questions": sum(not q.off_topic for q in queries),
-                             "wendao": mine, "peer": theirs,
-                             "ingest_chars_ratio": round(mine["ingest"]["chars_per_s"] / theirs["ingest"]["chars_per_s"], 3),
-                             "query_p50_ratio": round(mine["query_ms"]["median"] / theirs["query_ms"]["median"], 3)}
+            results[name] = side_by_side(name, embedder, peer, args.ingest_runs if name == SEEDS else 1, Path(tmp))
+            print(f"{name}: {results[name]}", file=sys.stderr, flush=True)  # a long run's partial results
     results["machine"] = {"threads": args.threads, "cpus": os.cpu_count(), "load_avg_after": os.getloadavg()}
     print_json(results)
     rows = []

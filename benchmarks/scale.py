@@ -13,7 +13,7 @@ are about the storage, not about the model. Per size it measures, each in a fres
 * ``add_s``: adding one ~3 KB document with ``wendao ingest`` semantics (real model, loaded
   beforehand; the time includes embedding its ~30 sentences, which does not depend on size);
   ``add_storage_s``: the same without the embedding (reading, chunking, writing, committing);
-* ``open_s``: opening the knowledge base (``SegmentStore.load``); ``first_query_ms``: the first
+* ``open_s``: opening the knowledge base (``LocalStore.load``); ``first_query_ms``: the first
   question, which also reads the segments' approximate indexes;
 * ``rss_mb``: resident memory of a process that opened it and answered the queries (no model
   loaded: the query vectors are given), ``rss_open_mb`` right after opening;
@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corpus.records import Chunk, Document  # noqa: E402
 from index.lexical_segments import Postings  # noqa: E402
-from index.segments import SegmentData, SegmentStore, write_segment  # noqa: E402
+from index.local_store import LocalStore  # noqa: E402
+from index.segments import SegmentData, write_segment  # noqa: E402
 from index.termids import text_ids  # noqa: E402
 
 EVALDATA = Path(__file__).resolve().parents[2] / "shared" / "evaldata"
@@ -99,7 +100,7 @@ def build(root: Path, size: int, settings, seed: int = 0) -> dict:
     lengths = np.array([len(s) for s in pool], dtype=np.int64)
     centres = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    store = SegmentStore(root)
+    store = LocalStore(root)
     with store.lock():
         writer = store.writer(settings)
         for first in range(0, size, SEGMENT_CHUNKS):
@@ -167,7 +168,7 @@ def add_document(root: Path) -> dict:
             finally:
                 spent.append(time.perf_counter() - started)
 
-    ingestor = Ingestor(SegmentStore(root), Timed())
+    ingestor = Ingestor(LocalStore(root), Timed())
     started = time.perf_counter()
     report = ingestor.ingest_paths([path])
     seconds = time.perf_counter() - started
@@ -197,7 +198,7 @@ def measure(root: Path, queries: int) -> dict:
 
     base = rss()
     started = time.perf_counter()
-    snapshot = SegmentStore(root).load()
+    snapshot = LocalStore(root).load()
     open_s = time.perf_counter() - started
     rss_open = rss()
     questions = [json.loads(line)["text"] for line in (EVALDATA / "xquad_zh/test/queries.jsonl").open(encoding="utf-8")]
@@ -295,7 +296,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         root = args.workdir / f"kb-{size}"
         row = {"size": size, "vectors": "synthetic"}
-        if not SegmentStore(root).exists():
+        if not LocalStore(root).exists():
             print(f"building {size:,} chunks in {root}", file=sys.stderr, flush=True)
             row.update(build(root, size, settings))
         if args.build_only:

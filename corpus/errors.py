@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 FixAction = Literal[
-    "reindex", "ingest", "list_documents", "raise_size_limit", "raise_page_limit", "raise_ocr_timeout", "build_model", "retry_later"
+    "reindex", "ingest", "list_documents", "raise_size_limit", "raise_page_limit", "raise_ocr_timeout", "build_model", "retry_later",
+    "install_milvus",
 ]
 
 

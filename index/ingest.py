@@ -31,12 +31,13 @@ from corpus.pages import PageOptions
 from corpus.pipeline import prepare_file, prepare_text
 from corpus.progress import ProgressCallback
 from corpus.records import Chunk, Document, PreparedDocument
-from index.embed_cache import EmbeddingCache, EncodeCounts, live_units
+from index.embed_cache import EmbeddingCache, EncodeCounts
 from index.embedder import Embedder
 from index.lexical import TOKENIZER_VERSION, tokenize_folded
 from index.migrate import convert
+from index.backend import Catalog, Store, Writer
 from index.pagestore import lines_by_doc, layout_line, save_original
-from index.segments import FORMAT_VERSION, Catalog, SegmentStore, Writer
+from index.segments import FORMAT_VERSION
 from index.store import IndexSettings, KnowledgeBaseError, KnowledgeBaseStore, check_compatible
 from index.termids import text_ids
 
@@ -148,7 +149,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: SegmentStore,
+        store: Store,
         embedder: Embedder | Callable[[], Embedder],
         chunking: ChunkSettings | None = None,
         model: str | None = None,
@@ -279,7 +280,7 @@ class Ingestor:
             missing = [d for d in doc_ids if not snapshot or d not in snapshot.documents]
             if missing:
                 raise KnowledgeBaseError(
-                    f"no such document in {self.store.root}: {', '.join(missing)}", Fix("list_documents", str(self.store.root))
+                    f"no such document in {self.store.location}: {', '.join(missing)}", Fix("list_documents", self.store.location)
                 )
             settings = self.store.read_settings()  # removing needs no model
             writer = self.store.writer(settings)
@@ -348,7 +349,7 @@ class Ingestor:
         return self.store.catalog()
 
     def _check(self, stored: IndexSettings, wanted: IndexSettings) -> None:
-        check_compatible(stored, wanted, self.store.root)
+        check_compatible(stored, wanted, self.store.location)
 
     def _settings_to_write(self, stored: IndexSettings | None, embedding: bool, progress: ProgressCallback | None) -> IndexSettings:
         """The stored settings when nothing is embedded into an existing knowledge base (no
@@ -382,8 +383,7 @@ class Ingestor:
         cache, self._cache = self._cache, None
         if cache is not None:
             try:
-                head = self.store.head()
-                cache.prune(live_units(self.store.root, head[1]["segments"] if head else []))
+                cache.prune(self.store.unit_count())
             finally:
                 cache.close()
         return units

@@ -553,7 +553,8 @@ def purge(store: SegmentStore, db: sqlite3.Connection, gen: int) -> None:
             db.execute("DELETE FROM commits WHERE gen <= ?", (gen - KEEP_COMMITS,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
 
@@ -664,7 +665,8 @@ class Writer:
                 db.execute("INSERT INTO commits(gen, manifest) VALUES (?, ?)", (gen, json.dumps(manifest, ensure_ascii=False)))
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
         self.gen, self.segments, self.next_key = gen, segments, self.next_key + len(chunks)
         self.live_chunks = manifest["chunks"]

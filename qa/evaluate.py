@@ -36,6 +36,7 @@ from qa.jsonl import DataFileError
 from qa.query import plan_query
 from qa.service import Wendao
 from qa.judgments import judged_queries
+from qa.workbench_db import location_name
 from qa.testsets import EvalQuery, JudgedPassage, Passage, load_beir, load_queries, read_qrels
 
 RANKED = 100  # chunks retrieved per query for the metrics
@@ -156,16 +157,20 @@ def eval_cache() -> Path:
 
 
 def build_beir_kb(service: Wendao, corpus: list[Passage], progress: ProgressCallback | None = None) -> list[str]:
-    """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content."""
-    if service.store.exists():
-        return []
+    """Ingest a BEIR corpus (once); returns the ids of passages skipped as having no content.
+
+    A build that was interrupted carries on where its last commit left it (passages already in
+    the knowledge base are not prepared again, and the embedding cache keeps the batch in
+    flight), rather than leaving a half-built knowledge base that later runs would score."""
+    done = set(service.store.catalog().documents) if service.store.exists() else set()
     prepared, skipped = [], []
-    for passage in corpus:
+    for passage in (p for p in corpus if p.id not in done):
         try:
             prepared.append(prepare_text(passage.text, passage.id, passage.id, service.chunking, title=passage.title or None))
         except IngestError:
             skipped.append(passage.id)  # e.g. a web page that is only a "join this group" button
-    service.ingestor().ingest_prepared(prepared, progress=progress)
+    if prepared:
+        service.ingestor().ingest_prepared(prepared, progress=progress)
     return skipped
 
 
@@ -276,7 +281,7 @@ def evaluate(
                 {h.chunk.chunk_id: h.chunk.text[:SNIPPET_CHARS] for h in hits[:SNIPPETS]},
             )
     run = EvalRun(
-        queries, qrels, results, {}, str(service.kb_dir), snapshot.generation,
+        queries, qrels, results, {}, location_name(service.kb_dir), snapshot.generation,
         asdict(snapshot.settings) | {"fusion": asdict(service.fusion), "answering": asdict(service.answering)},
         test_set, datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

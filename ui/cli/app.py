@@ -17,11 +17,12 @@ from rich.text import Text
 from corpus.loaders import DEFAULT_MAX_MB
 from corpus.ocr import DEFAULT_PAGE_TIMEOUT
 from corpus.pages import DEFAULT_MAX_PAGES, PageOptions
+from index.backend import kb_location
 from index.ingest import IngestReport
 from qa.jsonl import DataFileError, read_jsonl
 from qa.query import QueryError
 from qa.retrieve import MAX_K, MODES
-from qa.service import Wendao, default_kb_dir
+from qa.service import Wendao
 from ui.cli.errors import errors, friendly_errors, say
 from ui.cli.model import FIRST_USE_NOTE, build_display, model_app
 from ui.labels import cli_fix, stage_label, with_fix
@@ -31,7 +32,10 @@ app = typer.Typer(help="问道 wendao: ask questions of Chinese documents; every
 app.add_typer(model_app, name="model", help="Inspect or build the embedding model.")
 console = Console()
 
-KbOption = typer.Option(None, "--kb", help="Knowledge-base folder (default: $WENDAO_KB or the user data folder).")
+KbOption = typer.Option(
+    None, "--kb",
+    help="Knowledge base: a folder, milvus://HOST:PORT/COLLECTION or milvus-lite:PATH.db (default: $WENDAO_KB or the user data folder).",
+)
 ModelOption = typer.Option(None, "--model", help="sentence-transformers model name or folder (default: the knowledge base's, else multilingual-e5-small).")
 JsonOption = typer.Option(False, "--json", help="Print JSON instead of text.")
 NetworkOption = typer.Option(
@@ -44,7 +48,7 @@ DeviceOption = typer.Option(
 QueriesOption = typer.Option(None, "--queries", help='JSONL file of {"id","question"}: one JSON line out per query.')
 
 
-def _service(kb: Optional[Path], model: Optional[str], allow_network: bool = False, device: Optional[str] = None) -> Wendao:
+def _service(kb: Optional[str], model: Optional[str], allow_network: bool = False, device: Optional[str] = None) -> Wendao:
     # A model build on first use shows what `wendao model build` shows, on the same console as
     # the ingest bar (rich nests the two).
     display = build_display(errors, FIRST_USE_NOTE)
@@ -109,7 +113,7 @@ def _each_query(path: Path, run: Callable[[str], dict], key: str) -> None:
 def ingest(
     # readable=False: an unreadable file is reported by the ingest like any failure, not a usage error
     paths: list[Path] = typer.Argument(..., readable=False, help="Files or folders (.txt .md .html .pdf .docx, images .png .jpg .tif .bmp .webp)."),
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
     device: Optional[str] = DeviceOption,
@@ -132,7 +136,7 @@ def ingest(
 
 
 @app.command()
-def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[Path] = KbOption) -> None:
+def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wendao docs` lists them."), kb: Optional[str] = KbOption) -> None:
     """Delete documents and their chunks from the knowledge base."""
     with friendly_errors():
         _print_report(_service(kb, None).remove(doc_ids))
@@ -140,7 +144,7 @@ def remove(doc_ids: list[str] = typer.Argument(..., help="Document ids, as `wend
 
 @app.command()
 def reindex(
-    kb: Optional[Path] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption, device: Optional[str] = DeviceOption
+    kb: Optional[str] = KbOption, model: Optional[str] = ModelOption, allow_network: bool = NetworkOption, device: Optional[str] = DeviceOption
 ) -> None:
     """Re-chunk and re-embed every document with the current settings (and --model)."""
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
@@ -151,7 +155,7 @@ def reindex(
 
 
 @app.command()
-def compact(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
+def compact(kb: Optional[str] = KbOption, as_json: bool = JsonOption) -> None:
     """Merge the knowledge base's segments and drop removed documents' chunks for good."""
     with friendly_errors():
         report = _service(kb, None).compact()
@@ -165,7 +169,18 @@ def compact(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
 
 
 @app.command()
-def docs(kb: Optional[Path] = KbOption, as_json: bool = JsonOption) -> None:
+def copy(
+    target: str = typer.Argument(..., help="The new knowledge base: a folder, milvus://HOST:PORT/COLLECTION or milvus-lite:PATH.db."),
+    kb: Optional[str] = KbOption,
+) -> None:
+    """Copy the knowledge base (--kb) into a new one, e.g. from its folder into Milvus, without re-embedding."""
+    with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        documents, chunks = _service(kb, None).copy_to(target, progress)
+    print(f"copied {documents} documents, {chunks} chunks to {target}")
+
+
+@app.command()
+def docs(kb: Optional[str] = KbOption, as_json: bool = JsonOption) -> None:
     """List the documents in the knowledge base."""
     with friendly_errors():
         documents = _service(kb, None).documents()
@@ -194,7 +209,7 @@ def search(
     doc: Optional[list[str]] = typer.Option(None, "--doc", help="Only search these document ids."),
     as_json: bool = JsonOption,
     queries: Optional[Path] = QueriesOption,
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
 ) -> None:
@@ -229,7 +244,7 @@ def ask(
     question: Optional[str] = typer.Argument(None, help="A question in Chinese (Simplified or Traditional)."),
     as_json: bool = JsonOption,
     queries: Optional[Path] = QueriesOption,
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
 ) -> None:
@@ -275,7 +290,7 @@ app.add_typer(eval_app, name="eval")
 @eval_app.command("run")
 def evaluate(
     queries: Optional[Path] = typer.Argument(None, help="JSONL with answers or relevant doc ids, or a BEIR folder."),
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     modes: str = typer.Option("lexical,dense,hybrid", "--modes", help="Comma-separated retrieval modes."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
     as_json: bool = JsonOption,
@@ -302,7 +317,7 @@ def evaluate(
             check_name(save)
             if not replace:  # a taken name fails now, before the evaluation
                 beir = queries is not None and (queries / "corpus.jsonl").is_file() and kb is None
-                check_free(beir_kb_dir(queries, chunk_size, model) if beir else kb or default_kb_dir(), save)
+                check_free(beir_kb_dir(queries, chunk_size, model) if beir else kb_location(kb), save)
         report = evaluate_file(
             queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress,
             allow_network=allow_network, chunk_size=chunk_size, qrels=qrels, judged=judged,
@@ -313,7 +328,7 @@ def evaluate(
         if qrels_out:
             write_qrels(run, qrels_out)
         if save:
-            save_run(Path(run.kb), save, run, replace=replace)
+            save_run(kb_location(run.kb), save, run, replace=replace)
             say("saved:", "green", f"run {save} in {run.kb}")
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
@@ -321,7 +336,7 @@ def evaluate(
         console.print(render_table(report))
 
 
-def _contender(reference: str, mode: str, kb: Optional[Path]):
+def _contender(reference: str, mode: str, kb: Optional[str]):
     """``NAME[:MODE][@KB_FOLDER]`` as a comparison's side."""
     from qa.compare import Contender
     from qa.runstore import find_run
@@ -330,14 +345,14 @@ def _contender(reference: str, mode: str, kb: Optional[Path]):
     name, _, named_mode = head.partition(":")
     if named_mode and named_mode not in MODES:
         raise QueryError(f"{reference}: unknown mode {named_mode!r}: choose one of {', '.join(MODES)}")
-    run = find_run(f"{name}{at}{folder}", kb or default_kb_dir())
+    run = find_run(f"{name}{at}{folder}", kb_location(kb))
     return Contender(name, named_mode or mode, run)
 
 
 @eval_app.command("compare")
 def compare_runs(
     runs: list[str] = typer.Argument(..., help="Saved runs, NAME[:MODE][@KB_FOLDER]; the first is the baseline."),
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode of runs named without one."),
     metric: str = typer.Option("mrr@10", "--metric", help="Metric the changed questions are ranked by."),
     test: str = typer.Option("student", "--test", help="student (paired t-test) | fisher (randomisation)."),
@@ -364,7 +379,7 @@ def compare_runs(
 
 @app.command("runs")
 def runs_list(
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     delete: Optional[str] = typer.Option(None, "--delete", help="Delete this saved run (of --kb)."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -373,7 +388,7 @@ def runs_list(
     from qa.runstore import catalogue, delete_run
 
     with friendly_errors():
-        folder = kb or default_kb_dir()
+        folder = kb_location(kb)
         if delete:
             delete_run(folder, delete)
             say("deleted:", "yellow", f"run {delete} in {folder}")
@@ -387,7 +402,7 @@ def runs_list(
 
 @app.command("judgments")
 def judgments(
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Export as a JSONL test set (the format of corpus/seeds/queries.jsonl)."),
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="Export as TREC qrels (chunk ids, relevance 1 or 0)."),
     as_json: bool = JsonOption,
@@ -396,7 +411,7 @@ def judgments(
     from qa import judgments as judged
 
     with friendly_errors():
-        folder = kb or default_kb_dir()
+        folder = kb_location(kb)
         if jsonl:
             say("wrote:", "green", f"{jsonl}: {judged.export_jsonl(folder, jsonl)} questions")
         if qrels:
@@ -411,7 +426,7 @@ def judgments(
 
 @app.command()
 def serve(
-    kb: Optional[Path] = KbOption,
+    kb: Optional[str] = KbOption,
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(7860, "--port"),
     model: Optional[str] = ModelOption,

@@ -49,7 +49,7 @@ def refresh(service: Wendao) -> tuple:
 def run_now(service: Wendao, baseline: Contender, progress: gr.Progress) -> Contender:
     """Evaluate the baseline's questions again, now, on the knowledge base it ran on."""
     run = baseline.run
-    target = Wendao(kb_dir=Path(run.kb), chunking=ChunkSettings(size=run.settings.get("chunk_size") or ChunkSettings().size),
+    target = Wendao(kb_dir=run.kb, chunking=ChunkSettings(size=run.settings.get("chunk_size") or ChunkSettings().size),
                     embedder=service.embedder)
 
     def update(mode: str, done: int, total: int) -> None:

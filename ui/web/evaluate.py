@@ -20,6 +20,7 @@ import pandas as pd
 from corpus.errors import WendaoError
 from corpus.pipeline import sample_queries_path
 from qa.evaluate import EvalReport, beir_service, build_beir_kb, evaluate
+from index.backend import kb_location
 from qa.judgments import judged_queries
 from qa.runstore import check_name, save_run
 from qa.service import Wendao
@@ -181,7 +182,7 @@ def run(service: Wendao, source: str, upload: str | None, modes: list[str], prog
             target, queries = load_target(service, path, name, progress)
         report = evaluate(target, queries, modes, _progress(progress), test_set=name)
         if save_as:
-            save_run(Path(report.run.kb), save_as, report.run)
+            save_run(kb_location(report.run.kb), save_as, report.run)
     except (WendaoError, OSError) as error:
         return render.error_html("", error), *empty
     status = (

@@ -1,0 +1,122 @@
+"""The local backend of ``index.backend``: the segmented store of ``index.segments`` as it is,
+plus the few read methods the retriever asks every backend for (ids are snapshot positions)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index.segments import SegmentStore, Snapshot
+from index.store import KnowledgeBaseError
+
+
+class LocalLexical:
+    """BM25 of every live chunk, computed once per query (the local index scores them all)."""
+
+    def __init__(self, scores: np.ndarray, top: np.ndarray):
+        self._scores = scores
+        self.top = top
+
+    def scores_of(self, ids: np.ndarray) -> np.ndarray:
+        return self._scores[np.asarray(ids, dtype=np.int64)]
+
+
+def top_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Ids of the ``k`` best scores that are positive, best first (the set ``qa.fusion.top_positions``
+    picks, so the local ranking is what it was before backends)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[scores[top] > 0]
+    return top[np.argsort(-scores[top], kind="stable")]
+
+
+class LocalView(Snapshot):
+    """A snapshot of the segmented store with the ``SearchView`` methods."""
+
+    _mask_for: tuple[frozenset, np.ndarray] | None = None
+
+    def _mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
+        if not doc_ids:
+            return None
+        key = frozenset(doc_ids)
+        if self._mask_for is None or self._mask_for[0] != key:
+            self._mask_for = (key, self.doc_mask(key))
+        return self._mask_for[1]
+
+    def is_empty(self, doc_ids: set[str] | None = None) -> bool:
+        mask = self._mask(doc_ids)
+        return not len(self.keys) or (mask is not None and not mask.any())
+
+    def lexical(self, tokens: list[str], width: int, doc_ids: set[str] | None = None) -> LocalLexical:
+        scores = self.lexical_scores(tokens)
+        mask = self._mask(doc_ids)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        return LocalLexical(scores, top_ids(scores, width))
+
+    def dense_search(self, vector: np.ndarray, width: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        mask = self._mask(doc_ids)
+        if mask is not None:  # the graph's nearest may all lie outside those documents
+            return np.flatnonzero(mask)
+        return self.dense_candidates(vector, width)
+
+    def unit_vectors(self, ids: np.ndarray) -> np.ndarray:
+        positions = np.asarray(ids, dtype=np.int64)
+        counts = self.unit_counts[positions]
+        offsets = np.cumsum(counts) - counts
+        total = int(counts.sum())
+        segments = np.repeat(self._segment_of[positions], counts)
+        starts = np.array([self._unit_starts_local[s][l] for s, l in zip(self._segment_of[positions], self._local_of[positions])], dtype=np.int64)
+        rows = np.repeat(starts - offsets, counts) + np.arange(total)
+        out = np.zeros((total, self.settings.dimension), dtype=np.float32)
+        for number in np.unique(segments):
+            mask = segments == number
+            out[mask] = self.segments[number].vectors.rows(rows[mask])
+        return out
+
+    def ids_of(self, doc_id: str) -> np.ndarray:
+        keys = self.records.chunk_keys_of([doc_id])
+        at = np.searchsorted(self.keys, keys)
+        return at[(at < len(self.keys)) & (self.keys[np.minimum(at, len(self.keys) - 1)] == keys)].astype(np.int64)
+
+    def chunk_counts(self) -> dict[str, int]:
+        return self.records.chunk_counts()
+
+    def layout_line(self, doc_id: str) -> str | None:
+        return self.records.layout_line(doc_id)
+
+
+class LocalStore(SegmentStore):
+    """A knowledge-base folder (the default backend)."""
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
+    def load(self) -> LocalView:
+        gen, manifest = self._head()
+        try:
+            return LocalView(self.root, gen, manifest)
+        except (OSError, ValueError) as exc:
+            raise KnowledgeBaseError(
+                f"{self.root}: a segment of generation {gen} cannot be read ({exc})", _reindex(self.root)
+            ) from None
+
+    def unit_count(self) -> int:
+        """Sentence units stored (tombstoned ones included: an upper bound; sizes the embedding cache)."""
+        from index.embed_cache import live_units
+
+        head = self.head()
+        return live_units(self.root, head[1]["segments"] if head else [])
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in Path(self.root).rglob("*") if p.is_file())
+
+
+def _reindex(root: Path):
+    from corpus.errors import Fix
+
+    return Fix("reindex", str(root))
+
