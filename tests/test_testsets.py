@@ -133,3 +133,12 @@ def test_query_file_with_a_byte_order_mark_reads(tmp_path):
                     encoding="utf-8-sig")
     queries = load_queries(path)
     assert [(q.id, q.off_topic) for q in queries] == [("a", False), ("2", True)]
+
+
+def test_beir_folder_in_beirs_own_layout_reads(tmp_path):
+    """BEIR's own download layout: qrels/test.tsv instead of qrels.tsv."""
+    folder = beir_folder(tmp_path)
+    (folder / "qrels").mkdir()
+    (folder / "qrels.tsv").rename(folder / "qrels" / "test.tsv")
+    corpus, queries = load_beir(folder)
+    assert [(q.id, q.relevant) for q in queries] == [("q1", ["d1"]), ("q2", ["d2"])]

@@ -7,6 +7,7 @@ network cut off). Each test saves a screenshot under artifacts/ui/.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -285,3 +286,117 @@ def test_scanned_pdf_citation_is_boxed_on_the_page_image(page, server, tmp_path)
     assert "实训基地建设" in viewer.locator(".page-text").inner_text()
     assert "PDF 文字层" in viewer.locator(".page-text h2").inner_text()
     screenshot(page, "ocr-page-viewer-page2")
+
+
+def choose(page, component: str, starts_with: str) -> None:
+    """Pick the option of a gr.Dropdown whose label starts with ``starts_with`` (the selected
+    option's text starts with a ✓)."""
+    box = page.locator(f"#{component} input")
+    if box.input_value().startswith(starts_with):
+        return  # already chosen (clicking it again would leave the list open)
+    box.click()
+    page.get_by_role("option").filter(has_text=re.compile(r"^[✓\s]*" + re.escape(starts_with))).first.click()
+
+
+def judge(page, prefix: str, passage: str | None, button: str) -> str:
+    """Open a tab's judging panel, pick a passage and press a button; the confirmation text."""
+    panel = page.locator(f"#{prefix}-panel")
+    if not page.locator(f"#{prefix}-relevant").is_visible():
+        panel.get_by_text("标注（用于评测）").click()
+    if passage:
+        choose(page, f"{prefix}-passage", passage)
+    page.click(f"#{prefix}-{button}")
+    expected = {"relevant": [f"已标注：{passage}", "与问题相关"], "irrelevant": [f"已标注：{passage}", "与问题不相关"],
+                "abstain": ["已标注：这个问题应当拒答"]}[button]
+    page.wait_for_function(
+        "([id, parts]) => parts.every(p => document.querySelector(id).innerText.includes(p))",
+        arg=[f"#{prefix}-status", expected],
+    )
+    return page.locator(f"#{prefix}-status").inner_text()
+
+
+def test_judgments_made_in_the_app_become_a_test_set(page, server, tmp_path):
+    """Mark passages in 检索 and 问答 and a question as to be abstained on: the export holds
+    them and ``wendao eval --judged`` evaluates exactly them."""
+    from test_workbench import wendao
+
+    kb = str(server.service.kb_dir)
+    before = wendao("eval", "--judged", "--kb", kb, env_dir=tmp_path, check=False)
+    assert before.returncode == 2 and "no judgments yet" in before.stderr
+
+    query, off_topic = "双师型教师", "明天北京会下雨吗？"
+    page.get_by_role("tab", name="检索").click()
+    page.fill("#wd-search-query textarea", query)
+    page.locator("#wd-search-mode").get_by_text("关键词（BM25）").click()
+    page.click("#wd-search")
+    page.locator("#wd-search-results .wd-result").first.wait_for()
+    assert "相关" in judge(page, "wd-search-judge", "#3 ", "relevant")
+    assert "不相关" in judge(page, "wd-search-judge", "#1 ", "irrelevant")
+    ask(page, QUESTION)
+    page.locator("#wd-cards .wd-card").first.wait_for()
+    judge(page, "wd-judge", "[1] ", "relevant")
+    ask(page, off_topic)
+    page.locator("#wd-answer .wd-abstain").wait_for()  # the new answer is shown (wendao abstains)
+    assert "拒答" in judge(page, "wd-judge", None, "abstain")
+    screenshot(page, "judge")
+
+    found, _ = server.service.search(query, mode="lexical", k=10)
+    cited = server.service.ask(QUESTION).citations[0].hit.chunk
+    out_jsonl, out_qrels = tmp_path / "judged.jsonl", tmp_path / "judged.qrels"
+    wendao("judgments", "--kb", kb, "--jsonl", str(out_jsonl), "--qrels", str(out_qrels), env_dir=tmp_path)
+    rows = {row["question"]: row for row in map(json.loads, out_jsonl.read_text(encoding="utf-8").splitlines())}
+    span = lambda c: {"doc_id": c.doc_id, "start": c.start, "end": c.end}  # noqa: E731
+    assert rows[query]["passages"] == [span(found[2].chunk)] and rows[query]["not_relevant"] == [span(found[0].chunk)]
+    assert rows[query]["relevant"] == [found[2].chunk.doc_id]
+    assert rows[QUESTION]["passages"] == [span(cited)]
+    assert rows[off_topic]["off_topic"] is True
+    qrels = {tuple(line.split()[2:]) for line in out_qrels.read_text(encoding="utf-8").splitlines()}
+    assert {(found[2].chunk.chunk_id, "1"), (found[0].chunk.chunk_id, "0"), (cited.chunk_id, "1")} <= qrels
+
+    after = json.loads(wendao("eval", "--judged", "--kb", kb, "--modes", "lexical", "--json", env_dir=tmp_path).stdout)
+    lexical_question, _ = server.service.search(QUESTION, mode="lexical", k=10)
+    rank = next(h.rank for h in lexical_question if h.chunk.chunk_id == cited.chunk_id)
+    assert (after["queries"], after["off_topic"]) == (2, 1)
+    assert after["results"]["lexical"]["mrr@10"] == round((1 / 3 + 1 / rank) / 2, 4)
+    assert after["results"]["lexical"]["abstain_off_topic"] == 1.0  # wendao does abstain on it
+
+
+def test_compare_tab_shows_two_saved_runs_side_by_side(page, server):
+    """Save a lexical and a hybrid run of the sample questions, then compare them in the tab."""
+    from qa.compare import Contender, compare
+    from qa.runstore import load_run
+
+    page.get_by_role("tab", name="评测").click()
+    page.locator("#wd-eval-modes").get_by_text("向量").click()
+    page.locator("#wd-eval-modes").get_by_text("混合").click()  # lexical alone
+    for name, toggle in (("lex-ui", None), ("hyb-ui", ("混合", "关键词"))):
+        for label in toggle or ():
+            page.locator("#wd-eval-modes").get_by_text(label).click()
+        page.fill("#wd-eval-save textarea, #wd-eval-save input", name)
+        page.click("#wd-eval-run")
+        page.wait_for_function(f"document.querySelector('#wd-eval-status').innerText.includes('{name}')")
+    choose(page, "wd-cmp-a", "lex-ui（")
+    choose(page, "wd-cmp-b", "hyb-ui（")
+    page.click("#wd-cmp-run")
+    page.locator("#wd-cmp-status .wd-info").wait_for()
+    table = page.locator("#wd-cmp-metrics")
+    table.get_by_text("mrr@10").first.wait_for()
+    expected = compare([Contender("lex-ui", "lexical", load_run(server.service.kb_dir, "lex-ui")),
+                        Contender("hyb-ui", "hybrid", load_run(server.service.kb_dir, "hyb-ui"))])
+    p_value = expected.tests[("a", "b")]["mrr@10"]["p_value"]
+    assert "p 值" in table.inner_text() and f"{p_value:.4f}" in table.inner_text()
+    page.locator("#wd-cmp-delta canvas, #wd-cmp-delta svg").first.wait_for()
+    page.locator("#wd-cmp-curve canvas, #wd-cmp-curve svg").first.wait_for()
+    first = expected.changed[0]
+    question = page.locator('#wd-cmp-changed [data-testid="cell-0-1"]')  # first row, the question
+    assert question.inner_text().strip() == first["question"]
+    question.click()
+    detail = page.locator("#wd-cmp-detail")
+    detail.locator(".wd-ranking").nth(1).wait_for()
+    assert first["id"] in detail.locator(".wd-question").inner_text()
+    for label in ("a", "b"):  # each side lists its ranking, the gold passages marked
+        items = detail.locator(f'.wd-ranking[data-run="{label}"] li')
+        assert items.count() == len(first["rankings"][label])
+        gold = [i for i, r in enumerate(first["rankings"][label]) if r["relevant"]]
+        assert [i for i in range(items.count()) if "wd-gold" in items.nth(i).get_attribute("class")] == gold
+    screenshot(page, "compare")

@@ -69,7 +69,7 @@ def ingest(url: str, paths: list[str | Path]) -> dict:
 
 
 def evaluate(url: str, path: str | Path) -> dict:
-    return run_event(url, "wd-eval-run", ["upload", file_data(path), ["lexical"]])
+    return run_event(url, "wd-eval-run", ["upload", file_data(path), ["lexical"], ""])  # "": not saved
 
 
 def shown(message: dict) -> str:

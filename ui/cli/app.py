@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -16,6 +17,7 @@ from rich.text import Text
 from corpus.loaders import DEFAULT_MAX_MB
 from corpus.ocr import DEFAULT_PAGE_TIMEOUT
 from corpus.pages import DEFAULT_MAX_PAGES, PageOptions
+from index.backend import kb_location
 from index.ingest import IngestReport
 from qa.jsonl import DataFileError, read_jsonl
 from qa.query import QueryError
@@ -271,28 +273,155 @@ def ask(
     console.print(f"[dim]confidence {answer.confidence:.2f} · {answer.timings_ms.get('total', 0):.0f} ms{loaded}[/]")
 
 
-@app.command("eval")
+class _EvalGroup(TyperGroup):
+    """``wendao eval FILE …`` evaluates (the ``run`` command); ``wendao eval compare A B …``
+    compares saved runs. Anything but a subcommand's name goes to ``run``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_EvalGroup, help="Evaluate retrieval and answers on a test set; compare saved runs.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("run")
 def evaluate(
-    queries: Path = typer.Argument(..., help="JSONL with answers or relevant doc ids, or a BEIR folder."),
+    queries: Optional[Path] = typer.Argument(None, help="JSONL with answers or relevant doc ids, or a BEIR folder."),
     kb: Optional[str] = KbOption,
     modes: str = typer.Option("lexical,dense,hybrid", "--modes", help="Comma-separated retrieval modes."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N queries."),
     as_json: bool = JsonOption,
     model: Optional[str] = ModelOption,
     allow_network: bool = NetworkOption,
+    save: Optional[str] = typer.Option(None, "--save", help="Keep the run under this name with the knowledge base (`wendao runs`)."),
+    replace: bool = typer.Option(False, "--replace", help="With --save: replace a saved run of the same name."),
+    trec_run: Optional[Path] = typer.Option(None, "--trec-run", help="Write the run as a TREC run file (tag = mode)."),
+    qrels_out: Optional[Path] = typer.Option(None, "--qrels-out", help="Write the gold as TREC qrels (the units the run uses)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="Gold of a JSONL query file from TREC or BEIR qrels."),
+    judged: bool = typer.Option(False, "--judged", help="Evaluate on the knowledge base's judgments (made in the web app)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=50, help="BEIR folders: index the corpus with this chunk size."),
 ) -> None:
-    """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, abstention."""
+    """Retrieval and answer quality: MRR@10, nDCG@10, Recall@k, answer hit, citation precision, abstention."""
     from qa.eval_report import render_table
-    from qa.evaluate import evaluate_file
+    from qa.evaluate import beir_kb_dir, evaluate_file
+    from qa.runstore import check_free, check_name, save_run
+    from qa.trec import write_qrels, write_run
 
     with friendly_errors(), _progress_bar(sys.stderr.isatty()) as progress:
+        if (queries is None) == (not judged):
+            raise DataFileError("give a test set FILE (a JSONL query file or a BEIR folder), or --judged")
+        if save:
+            check_name(save)
+            if not replace:  # a taken name fails now, before the evaluation
+                beir = queries is not None and (queries / "corpus.jsonl").is_file() and kb is None
+                check_free(beir_kb_dir(queries, chunk_size, model) if beir else kb_location(kb), save)
         report = evaluate_file(
-            queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress, allow_network=allow_network
+            queries, kb_dir=kb, model=model, modes=modes.split(","), limit=limit, progress=progress,
+            allow_network=allow_network, chunk_size=chunk_size, qrels=qrels, judged=judged,
         )
+        run = report.run
+        if trec_run:
+            write_run(run, trec_run)
+        if qrels_out:
+            write_qrels(run, qrels_out)
+        if save:
+            save_run(kb_location(run.kb), save, run, replace=replace)
+            say("saved:", "green", f"run {save} in {run.kb}")
     if as_json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
     else:
         console.print(render_table(report))
+
+
+def _contender(reference: str, mode: str, kb: Optional[str]):
+    """``NAME[:MODE][@KB_FOLDER]`` as a comparison's side."""
+    from qa.compare import Contender
+    from qa.runstore import find_run
+
+    head, at, folder = reference.partition("@")
+    name, _, named_mode = head.partition(":")
+    if named_mode and named_mode not in MODES:
+        raise QueryError(f"{reference}: unknown mode {named_mode!r}: choose one of {', '.join(MODES)}")
+    run = find_run(f"{name}{at}{folder}", kb_location(kb))
+    return Contender(name, named_mode or mode, run)
+
+
+@eval_app.command("compare")
+def compare_runs(
+    runs: list[str] = typer.Argument(..., help="Saved runs, NAME[:MODE][@KB_FOLDER]; the first is the baseline."),
+    kb: Optional[str] = KbOption,
+    mode: str = typer.Option("hybrid", "--mode", help="Retrieval mode of runs named without one."),
+    metric: str = typer.Option("mrr@10", "--metric", help="Metric the changed questions are ranked by."),
+    test: str = typer.Option("student", "--test", help="student (paired t-test) | fisher (randomisation)."),
+    max_p: float = typer.Option(0.05, "--max-p", min=0.0, max=1.0, help="Significance level."),
+    top: int = typer.Option(10, "--top", min=0, help="How many changed questions to show."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Saved runs side by side with a paired significance test, wins/losses/ties, changed questions."""
+    from qa.compare import compare
+    from qa.eval_report import render_changed, render_comparison
+
+    with friendly_errors():
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        contenders = [_contender(reference, mode, kb) for reference in runs]
+        comparison = compare(contenders, stat_test=test, max_p=max_p, key_metric=metric, top=top)
+    if as_json:
+        print(json.dumps(comparison.to_json(), ensure_ascii=False, indent=1))
+        return
+    console.print(render_comparison(comparison))
+    if comparison.changed:
+        console.print(render_changed(comparison))
+
+
+@app.command("runs")
+def runs_list(
+    kb: Optional[str] = KbOption,
+    delete: Optional[str] = typer.Option(None, "--delete", help="Delete this saved run (of --kb)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Saved evaluation runs: the knowledge base's and those of test sets' cached knowledge bases."""
+    from qa.eval_report import render_runs
+    from qa.runstore import catalogue, delete_run
+
+    with friendly_errors():
+        folder = kb_location(kb)
+        if delete:
+            delete_run(folder, delete)
+            say("deleted:", "yellow", f"run {delete} in {folder}")
+            return
+        found = catalogue(folder)
+    if as_json:
+        print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=1))
+    else:
+        console.print(render_runs(found))
+
+
+@app.command("judgments")
+def judgments(
+    kb: Optional[str] = KbOption,
+    jsonl: Optional[Path] = typer.Option(None, "--jsonl", help="Export as a JSONL test set (the format of corpus/seeds/queries.jsonl)."),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="Export as TREC qrels (chunk ids, relevance 1 or 0)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Relevance judgments made in the web app; export them as a test set or qrels."""
+    from qa import judgments as judged
+
+    with friendly_errors():
+        folder = kb_location(kb)
+        if jsonl:
+            say("wrote:", "green", f"{jsonl}: {judged.export_jsonl(folder, jsonl)} questions")
+        if qrels:
+            say("wrote:", "green", f"{qrels}: {judged.export_qrels(folder, qrels)} judgments")
+        found = judged.summary(folder)
+    if as_json:
+        print(json.dumps(found, ensure_ascii=False, indent=1))
+    elif not (jsonl or qrels):
+        console.print(f"{found['questions']} questions judged: {found['relevant']} passages relevant, "
+                      f"{found['not_relevant']} not relevant, {found['should_abstain']} should be abstained on")
 
 
 @app.command()

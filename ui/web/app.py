@@ -41,8 +41,8 @@ def build_blocks(service: Wendao) -> gr.Blocks:
                 documents = search.build(service)
             with gr.Tab("文档库", id="library") as library_tab:
                 refresh_library, library_views = library.build(service, blocks)
-            with gr.Tab("评测", id="evaluate"):
-                evaluate.build(service, blocks)
+            with gr.Tab("评测", id="evaluate") as evaluate_tab:
+                evaluate.build(service, blocks, evaluate_tab)
         api.register(service)
 
         def document_filter():

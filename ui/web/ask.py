@@ -5,9 +5,10 @@ import gradio as gr
 
 from corpus.errors import WendaoError
 from corpus.pipeline import sample_queries_path
+from qa.answer import Answer
 from qa.service import Wendao
 from qa.testsets import load_queries
-from ui.web import concurrency, render
+from ui.web import concurrency, judge, render
 
 EMPTY_QUESTION = "请输入问题：问题不能为空。"
 EXAMPLES = 6
@@ -21,16 +22,28 @@ def example_questions(limit: int = EXAMPLES) -> list[str]:
     return [q.question for q in load_queries(path) if not q.off_topic][:limit]
 
 
-def ask(service: Wendao, question: str) -> tuple[str, str]:
-    """(answer + timings HTML, citation cards HTML); errors become a visible message."""
+def _answer(service: Wendao, question: str) -> tuple[str, str, Answer | None]:
     if not (question or "").strip():
-        return render.message_html(EMPTY_QUESTION), ""
+        return render.message_html(EMPTY_QUESTION), "", None
     try:
         answer = service.ask(question)
     except WendaoError as error:
-        return render.error_html("无法回答：", error), ""
+        return render.error_html("无法回答：", error), "", None
     head = render.answer_html(answer) + render.timings_html(answer.timings_ms)
-    return head, render.cards_html(answer)
+    return head, render.cards_html(answer), answer
+
+
+def ask(service: Wendao, question: str) -> tuple[str, str]:
+    """(answer + timings HTML, citation cards HTML); errors become a visible message."""
+    return _answer(service, question)[:2]
+
+
+def ask_and_offer_judging(service: Wendao, question: str) -> tuple:
+    """``ask``, plus the cited passages offered for judging (none when it failed or abstained)."""
+    head, cards, answer = _answer(service, question)
+    cited = [(f"[{c.n}]", c.hit) for c in answer.citations] if answer else []
+    state, picker = judge.shown((question or "").strip(), cited)
+    return head, cards, state, picker
 
 
 def build(service: Wendao) -> None:
@@ -45,14 +58,16 @@ def build(service: Wendao) -> None:
             if examples:
                 gr.Examples(examples=[[q] for q in examples], inputs=[question], label="示例问题")
             answer = gr.HTML(elem_id="wd-answer")
+            shown = gr.Textbox(visible=False)  # what is shown, for judging (ui.web.judge)
+            picker = judge.build(service, "wd-judge", "ask", shown, abstain=True)
             cards = gr.HTML(elem_id="wd-cards")
         with gr.Column(scale=4):
             gr.HTML(render.viewer_frame_html(render.ASK_FRAME), elem_id="wd-viewer")
     gr.on(
         [submit.click, question.submit],
-        lambda text: ask(service, text),
+        lambda text: ask_and_offer_judging(service, text),
         inputs=[question],
-        outputs=[answer, cards],
+        outputs=[answer, cards, shown, picker],
         api_visibility="private",
         **concurrency.QUESTIONS,
     )

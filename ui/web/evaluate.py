@@ -1,4 +1,5 @@
-"""评测 tab: run a query file (the bundled sample, an uploaded JSONL or a zipped BEIR folder).
+"""评测 tab: run a query file (the bundled sample, an uploaded JSONL, a zipped BEIR folder or the
+knowledge base's own judgments), optionally saving the run; then compare saved runs.
 
 Shows the metrics per retrieval mode, a recall@k chart, and each question whose gold was not in
 the top 5 together with what was retrieved instead.
@@ -19,13 +20,16 @@ import pandas as pd
 from corpus.errors import WendaoError
 from corpus.pipeline import sample_queries_path
 from qa.evaluate import EvalReport, beir_service, build_beir_kb, evaluate
+from index.backend import kb_location
+from qa.judgments import judged_queries
+from qa.runstore import check_name, save_run
 from qa.service import Wendao
 from qa.testsets import EvalQuery, load_beir, load_queries
-from ui.web import concurrency, render, uploads
+from ui.web import compare, concurrency, render, uploads
 
 MODES = [("混合", "hybrid"), ("向量", "dense"), ("关键词", "lexical")]
 MODE_NAMES = {value: label for label, value in MODES}
-SOURCES = [("自带示例问题集", "sample"), ("上传查询文件", "upload")]
+SOURCES = [("自带示例问题集", "sample"), ("上传查询文件", "upload"), ("本知识库的标注", "judged")]
 RECALL_KS = (1, 3, 5, 10)
 UPLOAD_LABEL = '查询文件（JSONL：每行 {"id", "question", "answers" 或 "relevant"}；或 BEIR 文件夹的 zip）'
 FAILURE_HEADERS = ["检索方式", "编号", "问题", "标准答案 / 相关文档", "实际检索到（前 3 段）"]
@@ -153,12 +157,16 @@ def _progress(progress: gr.Progress) -> Callable[[str, int, int], None]:
     return update
 
 
-def run(service: Wendao, source: str, upload: str | None, modes: list[str], progress: gr.Progress) -> tuple:
-    """(status HTML, metrics, recall chart data, failures); on bad input only the status is set."""
+def run(service: Wendao, source: str, upload: str | None, modes: list[str], progress: gr.Progress, save_as: str = "") -> tuple:
+    """(status HTML, metrics, recall chart data, failures); on bad input only the status is set.
+    With ``save_as`` the run is saved under that name with the knowledge base it ran on."""
     empty = (None, None, None)
     if not modes:
         return render.message_html("请至少选择一种检索方式。"), *empty
-    if source == "upload":
+    save_as = (save_as or "").strip()
+    if source == "judged":
+        path, name = Path(service.kb_dir), "本知识库的标注"
+    elif source == "upload":
         if not upload:
             return render.message_html("请先上传查询文件（.jsonl，或 BEIR 文件夹的 .zip）。"), *empty
         path, name = Path(upload), Path(upload).name
@@ -166,27 +174,38 @@ def run(service: Wendao, source: str, upload: str | None, modes: list[str], prog
         path = sample_queries_path()
         name = path.name
     try:
-        target, queries = load_target(service, path, name, progress)
-        report = evaluate(target, queries, modes, _progress(progress))
+        if save_as:
+            check_name(save_as)
+        if source == "judged":
+            target, queries = service, judged_queries(service.kb_dir)
+        else:
+            target, queries = load_target(service, path, name, progress)
+        report = evaluate(target, queries, modes, _progress(progress), test_set=name)
+        if save_as:
+            save_run(kb_location(report.run.kb), save_as, report.run)
     except (WendaoError, OSError) as error:
         return render.error_html("", error), *empty
     status = (
         f"{name}：{report.queries} 个问题"
         + (f"，另有 {report.off_topic} 个无关问题（检验拒答）" if report.off_topic else "")
         + f"；未在前 5 名找到答案 {len(report.failures)} 次。"
+        + (f"已保存为运行“{save_as}”。" if save_as else "")
     )
     return render.message_html(status, "info"), metrics_frame(report), recall_frame(report), failures_frame(report)
 
 
-def build(service: Wendao, blocks: gr.Blocks) -> None:
-    """The tab's components and events; ``blocks``' record of uploads decides which files may be read."""
+def build(service: Wendao, blocks: gr.Blocks, tab: gr.Tab) -> None:
+    """The tab's components and events; ``blocks``' record of uploads decides which files may be read.
+    Below the run, the comparison of saved runs (``ui.web.compare``)."""
     sample = sample_queries_path()
     with gr.Row():
         default = "sample" if sample.is_file() else "upload"
         source = gr.Radio(SOURCES, value=default, label="问题集", elem_id="wd-eval-source")
         modes = gr.CheckboxGroup(MODES, value=[m for _, m in MODES], label="检索方式", elem_id="wd-eval-modes")
     upload = gr.File(label=UPLOAD_LABEL, elem_id="wd-eval-upload")
-    start = gr.Button("运行评测", variant="primary", elem_id="wd-eval-run")
+    with gr.Row():
+        save_as = gr.Textbox(label="保存为（运行名称，可留空）", placeholder="例如 baseline", elem_id="wd-eval-save", scale=3)
+        start = gr.Button("运行评测", variant="primary", elem_id="wd-eval-run", scale=1)
     status = gr.HTML(elem_id="wd-eval-status")
     metrics = gr.Dataframe(label="指标（按检索方式）", interactive=False, elem_id="wd-eval-metrics")
     chart = gr.LinePlot(x="k", y="recall", color="检索方式", y_lim=[0, 1], label="recall@k", elem_id="wd-eval-chart")
@@ -198,13 +217,15 @@ def build(service: Wendao, blocks: gr.Blocks) -> None:
         elem_id="wd-eval-failures",
     )
 
-    def start_run(source_, upload_, modes_, progress=gr.Progress(track_tqdm=True)):
+    def start_run(source_, upload_, modes_, save_as_, progress=gr.Progress(track_tqdm=True)):
         if upload_:  # the client names the file: only one it uploaded is read
             accepted = uploads.uploaded(upload_, blocks)
             if accepted is None:
                 return render.message_html(uploads.REFUSED), None, None, None
             upload_ = str(accepted)
-        return run(service, source_, upload_, modes_, progress)
+        return run(service, source_, upload_, modes_, progress, save_as_)
 
     outputs = [status, metrics, chart, failures]
-    start.click(start_run, [source, upload, modes], outputs, api_visibility="private", **concurrency.EVALUATION)
+    pickers = compare.build(service, tab)
+    started = start.click(start_run, [source, upload, modes, save_as], outputs, api_visibility="private", **concurrency.EVALUATION)
+    started.then(lambda: compare.refresh(service), None, pickers, api_visibility="private", queue=False)
