@@ -232,16 +232,3 @@ def token_batches(order: list[int], tokens: list[int], budget: int, most: int, c
         else:
             batches.append([i])
     return batches
-
-
-def live_units(root: Path, segments: list[str]) -> int:
-    """Sentence units held by the named segments (tombstoned ones included: an upper bound)."""
-    from index.segments import SEGMENTS
-
-    total = 0
-    for name in segments:
-        try:
-            total += int(np.load(Path(root) / SEGMENTS / name / "unit_counts.npy").sum())
-        except OSError:
-            continue
-    return total

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.segments import SegmentStore, Snapshot
+from index.segments import SEGMENTS, SegmentStore, Snapshot
 
 
 class LocalLexical:
@@ -92,10 +92,14 @@ class LocalStore(SegmentStore):
 
     def unit_count(self) -> int:
         """Sentence units stored (tombstoned ones included: an upper bound; sizes the embedding cache)."""
-        from index.embed_cache import live_units
-
         head = self.head()
-        return live_units(self.root, head[1]["segments"] if head else [])
+        total = 0
+        for name in head[1]["segments"] if head else []:
+            try:
+                total += int(np.load(self.root / SEGMENTS / name / "unit_counts.npy").sum())
+            except OSError:
+                continue
+        return total
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in Path(self.root).rglob("*") if p.is_file())
