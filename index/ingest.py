@@ -240,9 +240,8 @@ class Ingestor:
         which releases the GIL while torch runs, so the model does not wait for the next file."""
         pool = ThreadPoolExecutor(1, thread_name_prefix="wendao-prepare")
         queue: deque = deque()
-        remaining = iter(files)
         try:
-            for path, doc_id in remaining:
+            for path, doc_id in files:
                 queue.append((path, pool.submit(self._prepare, path, doc_id, snapshot, max_bytes, pages)))
                 if len(queue) > PREPARE_AHEAD:
                     path, future = queue.popleft()
