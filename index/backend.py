@@ -134,6 +134,9 @@ class SearchView(Protocol):
     settings: IndexSettings
     generation: str
     documents: Mapping[str, Document]
+    # whether ``lexical`` may run on another thread while ``dense_search`` and ``unit_scores``
+    # run on this one (the retriever overlaps them: each is I/O and GIL-free compiled code)
+    concurrent_search: bool
 
     @property
     def chunks(self) -> Sequence[Chunk]:

@@ -173,7 +173,7 @@ class SegmentedBM25:
 
     def scores(self, term_ids: np.ndarray) -> np.ndarray:
         """BM25 score of every live chunk in snapshot order (a repeated query token counts twice)."""
-        out = np.zeros(self.size, dtype=np.float32)
+        out = np.zeros(self.size, dtype=np.float64)
         if not self.size or not len(term_ids):
             return out
         unique, multiplicity = np.unique(np.asarray(term_ids, dtype=np.int64), return_counts=True)
@@ -185,13 +185,15 @@ class SegmentedBM25:
                     df[i] += (end - start) if segment.live is None else int(segment.live[segment.postings.read("docs", start, end)].sum())
         weights = self.idf(df) * multiplicity
         for segment, spans, norm in zip(self.segments, slices, self._norm):
-            local = None
-            for (start, end), weight in zip(spans, weights):
-                if end > start and weight > 0:
-                    if local is None:
-                        local = np.zeros(len(norm), dtype=np.float64)
-                    _add_term(local, segment.postings.read("docs", start, end), segment.postings.read("tf", start, end), norm, float(weight))
-            if local is not None:
+            terms = [(start, end, float(weight)) for (start, end), weight in zip(spans, weights) if end > start and weight > 0]
+            if not terms:
+                continue
+            # a segment without deletions is scored in place; one with them beside, then its live chunks copied
+            whole = segment.live is None
+            local = out[segment.position : segment.position + len(norm)] if whole else np.zeros(len(norm), dtype=np.float64)
+            for start, end, weight in terms:
+                _add_term(local, segment.postings.read("docs", start, end), segment.postings.read("tf", start, end), norm, weight)
+            if not whole:
                 out[segment.position : segment.position + len(segment.live_local)] = local[segment.live_local]
         return out
 

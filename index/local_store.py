@@ -26,15 +26,30 @@ def top_ids(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(scores))
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[scores[top] > 0]
-    return top[np.argsort(-scores[top], kind="stable")]
+    candidates = None
+    step = 16
+    if len(scores) >= 64 * step * k:
+        # a threshold from every 16th score that about 2k scores reach: a partition of 1/16th
+        # of the scores and one comparison instead of a partition of a million (5 ms)
+        sample = scores[::step]
+        rank = max(1, 2 * k // step)
+        threshold = np.partition(sample, len(sample) - rank)[len(sample) - rank]
+        if threshold > 0:
+            candidates = np.flatnonzero(scores >= threshold)
+            if len(candidates) < k:  # the sample misled: fall back to every positive score
+                candidates = None
+    if candidates is None:
+        candidates = np.flatnonzero(scores > 0)
+    if len(candidates) > k:
+        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
 class LocalView(Snapshot):
     """A snapshot of the segmented store with the ``SearchView`` methods."""
 
     _mask_for: tuple[frozenset, np.ndarray] | None = None
+    concurrent_search = True  # BM25 state and the ANN indexes are each touched by one side only
 
     def _mask(self, doc_ids: set[str] | None) -> np.ndarray | None:
         if not doc_ids:

