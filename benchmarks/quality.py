@@ -77,7 +77,11 @@ def milvus_copy(local):
     spec = f"milvus-lite:{Path(local.kb_dir).parent / f'milvus-{digest}.db'}"
     service = Wendao(kb_dir=spec, embedder=local._embedder)
     if service.store.exists() and service.store.catalog().counts != local.store.catalog().counts:  # an interrupted copy
+        from milvus_lite.server_manager import server_manager_instance
+
         service.store.close()
+        # the embedded server keeps the old file open and would go on serving it once deleted
+        server_manager_instance.release_server(str(service.store.target.lite))
         for path in Path(local.kb_dir).parent.glob(f"*milvus-{digest}.db*"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         service = Wendao(kb_dir=spec, embedder=local._embedder)
