@@ -42,6 +42,7 @@ from qa.testsets import EvalQuery, JudgedPassage, Passage, load_beir, load_queri
 RANKED = 100  # chunks retrieved per query for the metrics
 METRICS = ("mrr@10", "ndcg@10", "recall@1", "recall@3", "recall@5", "recall@10", "hit_rate@5")
 NO_GOLD_CHUNK = "<answer not in any chunk>"  # the gold of a query whose answer no chunk holds
+_NOTHING = "\0"  # the unit an empty ranking or judgment gets for ranx: no chunk or document has this id
 SNIPPETS = 10  # chunk texts a run keeps per question (to show rankings side by side)
 SNIPPET_CHARS = 160
 
@@ -393,16 +394,29 @@ def citation_precision(query: EvalQuery, cited_folded: Sequence[str]) -> float:
     return sum(any(g in text for g in golds) for text in cited_folded) / len(cited_folded)
 
 
+def ranx_inputs(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
+    """``qrels`` and ``run`` as ranx takes plain dicts: the run's queries in the qrels' order (ranx
+    pairs the two by position, not by id), and an empty ranking or judgment as one unjudged
+    placeholder (ranx's array conversion fails on an empty one; it scores 0 either way). Not
+    ranx's ``Qrels``/``Run``: those are numba typed dicts whose key check JIT-compiles on first
+    use, about 5 s of every ``wendao eval`` process; the scores are the same."""
+    if qrels.keys() != run.keys():
+        raise ValueError(f"qrels and run hold different questions: {sorted(qrels.keys() ^ run.keys())[:5]}")
+    return ({query_id: units or {_NOTHING: 0} for query_id, units in qrels.items()},
+            {query_id: run[query_id] or {_NOTHING: 0.0} for query_id in qrels})
+
+
 def metric_scores(
     qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: Sequence[str] = METRICS
 ) -> dict[str, float]:
     """ranx metrics rounded to 4 places, ``hit_rate@k`` named ``hit@k``."""
-    from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scores = ranx_evaluate(Qrels(qrels), Run(run), list(metrics))
+        scores = ranx_evaluate(*ranx_inputs(qrels, run), list(metrics))
     if len(metrics) == 1:
         scores = {metrics[0]: scores}
     return {name.replace("hit_rate@", "hit@"): round(float(value), 4) for name, value in scores.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import os
 import random
@@ -63,6 +64,17 @@ def test_big5_characters_missing_from_big5_proper_survive(tmp_path: Path):
 SEED_TEXT = "\n".join(path.read_text(encoding="utf-8") for path in seed_paths())
 
 
+@functools.cache
+def _s2t():
+    import opencc
+
+    return opencc.OpenCC("s2t")  # made once: building it took most of each example's time
+
+
+def to_traditional(text: str) -> str:
+    return _s2t().convert(text)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     start=st.integers(0, len(SEED_TEXT) - 3000),
@@ -71,11 +83,9 @@ SEED_TEXT = "\n".join(path.read_text(encoding="utf-8") for path in seed_paths())
 )
 def test_legacy_codec_detection_on_real_text(start: int, length: int, codec: str):
     """Any 16+ character stretch of the seed documents in GBK or Big5 decodes to the same text."""
-    import opencc
-
     snippet = SEED_TEXT[start : start + length]
     if codec == "cp950":
-        snippet = opencc.OpenCC("s2t").convert(snippet)
+        snippet = to_traditional(snippet)
     try:
         data = snippet.encode(codec)
         data.decode("utf-8")

@@ -225,30 +225,28 @@ def _double_array(keys: dict[bytes, int]) -> list[int]:
             node = node.setdefault(byte, {})
         node[None] = value
     units: list[int] = [0]
-    used = bytearray(1 << 16)
-    used[0] = 1
-    used_bases: set[int] = set()
+    used = np.zeros(1 << 16, dtype=bool)  # slots taken; slot 0 is the root's
+    used[0] = True
+    base_taken = np.zeros(1 << 16, dtype=bool)  # bases already given to a node
     next_free = 1
     queue = [(0, trie)]
-    while queue:
-        pos, node = queue.pop(0)
+    for pos, node in queue:  # breadth first: the queue grows while it is walked
         labels = sorted(0 if k is None else k for k in node)
-        base = next_free
-        while base in used_bases or any(_used(used, base ^ lab) for lab in labels):
-            base += 1
+        base = _first_base(used, base_taken, next_free, labels)
         offset = pos ^ base
         if offset >= 1 << 21:
             raise ConvertError("normalization trie too large for a darts-clone offset")
-        used_bases.add(base)
         need = (base | 0xFF) + 1  # lookups may probe any label under this base
         if len(units) < need:
             units.extend([0] * (need - len(units)))
         if len(used) < need:
-            used.extend(bytes(need - len(used) + (1 << 16)))
+            grow = np.zeros(need - len(used) + (1 << 16), dtype=bool)
+            used, base_taken = np.concatenate([used, grow]), np.concatenate([base_taken, grow])
+        base_taken[base] = True
         units[pos] |= (offset << 10) | ((1 << 8) if None in node else 0)
         for lab in labels:
             slot = base ^ lab
-            used[slot] = 1
+            used[slot] = True
             if lab == 0:
                 units[slot] = (1 << 31) | node[None]
             else:
@@ -259,8 +257,21 @@ def _double_array(keys: dict[bytes, int]) -> list[int]:
     return units
 
 
-def _used(used: bytearray, slot: int) -> bool:
-    return slot == 0 or (slot < len(used) and used[slot] == 1)
+def _first_base(used: np.ndarray, base_taken: np.ndarray, start: int, labels: list[int], window: int = 4096) -> int:
+    """The smallest base from ``start`` on that no node has yet and whose slots (base ^ label)
+    are all free. Candidates are tested a window at a time with array lookups: one at a time in
+    Python this search was most of a model build (21 s of 36)."""
+    while True:
+        bases = np.arange(start, start + window)
+        size = len(used)
+        ok = (bases >= size) | ~base_taken[np.minimum(bases, size - 1)]
+        for lab in labels:
+            slots = bases ^ lab
+            ok &= (slots >= size) | ~used[np.minimum(slots, size - 1)]
+        hits = np.flatnonzero(ok)
+        if hits.size:
+            return int(bases[hits[0]])
+        start += window
 
 
 def _unknown_char_regex(pieces: list[str], specials: set[str]) -> str:
