@@ -84,7 +84,7 @@ class Wendao:
         self.store = open_store(self.kb_dir)
         self._model_name = model
         self._allow_network = allow_network
-        self.chunking = chunking or ChunkSettings()
+        self._chunking = chunking  # None: the knowledge base's own (see ``chunking``)
         self.fusion = fusion or FusionSettings()
         self.answering = answering or AnswerSettings()
         self._embedder = embedder
@@ -106,6 +106,18 @@ class Wendao:
         if self.store.exists():
             return self.store.read_settings().model
         return DEFAULT_MODEL
+
+    @property
+    def chunking(self) -> ChunkSettings:
+        """Explicit settings, else those the knowledge base was built with, else the defaults: a
+        knowledge base made with another chunk size (``wendao eval --chunk-size``) opens, and
+        takes new documents, as it was built, where no command names a chunk size."""
+        if self._chunking is not None:
+            return self._chunking
+        if self.store.exists():
+            stored = self.store.read_settings()
+            return ChunkSettings(size=stored.chunk_size, overlap=stored.chunk_overlap)
+        return ChunkSettings()
 
     @property
     def embedder(self) -> Embedder:
@@ -224,7 +236,7 @@ class Wendao:
         return Wendao(
             kb_dir=kb_dir,
             model=self._model_name,
-            chunking=self.chunking,
+            chunking=self._chunking,
             fusion=self.fusion,
             answering=self.answering,
             embedder=self._embedder,

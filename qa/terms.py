@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -29,8 +30,11 @@ _MIN_WEIGHT = 2.0
 
 @lru_cache(maxsize=1)
 def _dictionary():
-    """jieba's tokenizer, initialised once (about a second: it reads its prefix dictionary)."""
-    import jieba
+    """jieba's tokenizer, initialised once (about a second: it reads its prefix dictionary).
+    jieba imports ``pkg_resources``, whose deprecation warning would print above every answer."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import jieba
 
     jieba.setLogLevel(60)
     jieba.initialize()

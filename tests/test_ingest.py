@@ -160,6 +160,17 @@ def test_settings_mismatch_names_reindex_and_reindex_fixes_it(embedder, tmp_path
     hits, _ = smaller.search("How much water does the plant process per day?", k=1)
     assert hits[0].chunk.doc_id == "water.txt"
 
+    # where no chunk size is named (every command but `wendao eval --chunk-size`), the knowledge
+    # base opens and takes documents as it was built
+    plain = Wendao(kb_dir=kb, embedder=embedder)
+    typhoon = tmp_path / "typhoon.txt"
+    typhoon.write_text(TYPHOON, encoding="utf-8")
+    assert [r.status for r in plain.ingest([typhoon]).results] == ["added"]
+    assert SegmentStore(kb).read_settings().chunk_size == 60
+    hits, _ = plain.search("台风", k=1)
+    assert hits[0].chunk.doc_id == "typhoon.txt"
+    plain.remove(["typhoon.txt"])
+
     # an index written by another version (unknown settings field): the same error, the same fix
     gen, manifest = SegmentStore(kb).head()
     manifest["settings"]["future_setting"] = 1

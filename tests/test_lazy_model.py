@@ -157,4 +157,5 @@ def test_first_ask_on_a_new_machine_shows_the_model_build(seed_kb_copy: Path, tm
     assert FIRST_USE_NOTE in text
     assert "dequantizing" in text and "writing model.safetensors" in text  # the bar of `model build`
     assert "58" in answer and "[1]" in answer
+    assert "Warning" not in text  # nothing a library warns about reaches the user's terminal
     assert (tmp_path / "empty-model-cache" / DEFAULT_MODEL / "model.safetensors").is_file()
