@@ -67,7 +67,7 @@ def needs_evaldata(*parts: str) -> Path:
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
-    """``-n auto``: one worker per core, at most 4 (each loads the model and builds its own seed
-    knowledge base, so more workers than cores, or many on a big machine, only cost memory)."""
+    """``-n auto``: one worker per core, at most 4 (each worker loads the model, so more workers
+    than cores, or many on a big machine, only cost memory)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, 4))
