@@ -77,6 +77,11 @@ class IngestReport:
         return [r for r in self.results if r.status == "failed"]
 
 
+def built_chunking(settings: IndexSettings) -> ChunkSettings:
+    """The chunking a knowledge base was built with (``min_size`` is not recorded: the default)."""
+    return ChunkSettings(size=settings.chunk_size, overlap=settings.chunk_overlap)
+
+
 def index_settings(model: str, dimension: int, chunking: ChunkSettings) -> IndexSettings:
     return IndexSettings(
         model=model,

@@ -14,12 +14,11 @@ from one run to the next.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from qa.evaluate import METRICS, EvalRun, answer_hit, judged_by_documents, ranx_inputs
+from qa.evaluate import METRICS, EvalRun, answer_hit, judged_by_documents, ranx_scores
 from qa.workbench_db import WorkbenchError
 
 STAT_TESTS = ("fisher", "student")
@@ -110,16 +109,10 @@ def _round(value: float, digits: int = 4) -> float:
 
 def per_query_scores(run: EvalRun, mode: str, query_ids: list[str], metrics: list[str]) -> dict[str, dict[str, float]]:
     """metric -> query id -> score, from ranx with the run's own gold."""
-    from ranx import evaluate as ranx_evaluate
-
-    qrels, ranked = ranx_inputs({q: run.gold[q] for q in query_ids}, {q: run.units(mode, q) for q in query_ids})
     ranking_metrics = [m for m in metrics if m != "answer_hit"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        per_query = ranx_evaluate(qrels, ranked, [m.replace("hit@", "hit_rate@") for m in ranking_metrics], return_mean=False)
-    if len(ranking_metrics) == 1:
-        per_query = {ranking_metrics[0].replace("hit@", "hit_rate@"): per_query}
-    scores = {m: dict(zip(qrels, map(float, per_query[m.replace("hit@", "hit_rate@")]), strict=True)) for m in ranking_metrics}
+    per_query = ranx_scores({q: run.gold[q] for q in query_ids}, {q: run.units(mode, q) for q in query_ids},
+                            [m.replace("hit@", "hit_rate@") for m in ranking_metrics], per_query=True)
+    scores = {m: dict(zip(query_ids, map(float, per_query[m.replace("hit@", "hit_rate@")]), strict=True)) for m in ranking_metrics}
     if "answer_hit" in metrics:
         results = run.results[mode]
         scores["answer_hit"] = {q: float(bool(answer_hit(run.query(q), results[q].answer))) for q in query_ids}

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 from platformdirs import user_cache_dir
 
 from corpus.chunking import CHUNKER_VERSION, ChunkSettings
@@ -394,29 +395,30 @@ def citation_precision(query: EvalQuery, cited_folded: Sequence[str]) -> float:
     return sum(any(g in text for g in golds) for text in cited_folded) / len(cited_folded)
 
 
-def ranx_inputs(
-    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
-) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, float]]]:
-    """``qrels`` and ``run`` as ranx takes plain dicts: the run's queries in the qrels' order (ranx
-    pairs the two by position, not by id), and an empty ranking or judgment as one unjudged
-    placeholder (ranx's array conversion fails on an empty one; it scores 0 either way). Not
-    ranx's ``Qrels``/``Run``: those are numba typed dicts whose key check JIT-compiles on first
-    use, about 5 s of every ``wendao eval`` process; the scores are the same."""
+def ranx_scores(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: Sequence[str], per_query: bool = False
+) -> dict[str, float | np.ndarray]:
+    """ranx's scores by ranx metric name: the means, or with ``per_query`` one array per metric
+    in the qrels' order. ranx gets plain dicts, the run's queries in the qrels' order (it pairs
+    the two by position, not by id) and an empty ranking or judgment as one unjudged placeholder
+    (its array conversion fails on an empty one; it scores 0 either way). Not ranx's
+    ``Qrels``/``Run``: those are numba typed dicts whose key check JIT-compiles on first use,
+    about 5 s of every ``wendao eval`` process; the scores are the same."""
+    from ranx import evaluate as ranx_evaluate
+
     if qrels.keys() != run.keys():
         raise ValueError(f"qrels and run hold different questions: {sorted(qrels.keys() ^ run.keys())[:5]}")
-    return ({query_id: units or {_NOTHING: 0} for query_id, units in qrels.items()},
-            {query_id: run[query_id] or {_NOTHING: 0.0} for query_id in qrels})
+    judged = {query_id: units or {_NOTHING: 0} for query_id, units in qrels.items()}
+    ranked = {query_id: run[query_id] or {_NOTHING: 0.0} for query_id in qrels}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = ranx_evaluate(judged, ranked, list(metrics), return_mean=not per_query)
+    return scores if len(metrics) > 1 else {metrics[0]: scores}
 
 
 def metric_scores(
     qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metrics: Sequence[str] = METRICS
 ) -> dict[str, float]:
     """ranx metrics rounded to 4 places, ``hit_rate@k`` named ``hit@k``."""
-    from ranx import evaluate as ranx_evaluate
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        scores = ranx_evaluate(*ranx_inputs(qrels, run), list(metrics))
-    if len(metrics) == 1:
-        scores = {metrics[0]: scores}
+    scores = ranx_scores(qrels, run, metrics)
     return {name.replace("hit_rate@", "hit@"): round(float(value), 4) for name, value in scores.items()}

@@ -22,7 +22,7 @@ from corpus.records import Document
 from index.backend import KbLocation, MilvusTarget, SearchView, kb_location, open_store
 from index.copy import copy_knowledge_base
 from index.embedder import Embedder, load_embedder
-from index.ingest import Ingestor, IngestReport, index_settings
+from index.ingest import Ingestor, IngestReport, built_chunking, index_settings
 from index.migrate import migrate
 from index.model import DEFAULT_MODEL, BuildDisplay
 from index.pagestore import PageLayouts, read_original
@@ -114,10 +114,7 @@ class Wendao:
         takes new documents, as it was built, where no command names a chunk size."""
         if self._chunking is not None:
             return self._chunking
-        if self.store.exists():
-            stored = self.store.read_settings()
-            return ChunkSettings(size=stored.chunk_size, overlap=stored.chunk_overlap)
-        return ChunkSettings()
+        return built_chunking(self.store.read_settings()) if self.store.exists() else ChunkSettings()
 
     @property
     def embedder(self) -> Embedder:
@@ -156,7 +153,7 @@ class Wendao:
     def _check_compatible(self, snapshot: SearchView) -> None:
         """Searching an index built with other folding, chunking or model would silently mismatch."""
         stored = snapshot.settings
-        wanted = index_settings(self._model_name or stored.model, stored.dimension, self.chunking)
+        wanted = index_settings(self._model_name or stored.model, stored.dimension, self._chunking or built_chunking(stored))
         check_compatible(stored, wanted, self.store.location)
 
     def retriever(self) -> Retriever:
